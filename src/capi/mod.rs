@@ -1,0 +1,285 @@
+//! The C ABI: every exported function validates its arguments, converts them
+//! to slices and calls the safe core inside a panic guard. No math here.
+
+mod args;
+mod status;
+
+use core::ffi::c_char;
+
+use args::{Call, Kind, RawTargets};
+pub use status::*;
+
+/// The default options: MEAN, ignore_index -100, no weights, no smoothing,
+/// no z-loss, no softcap, num_threads 0, no parallel_for.
+#[unsafe(no_mangle)]
+pub extern "C" fn xent_options_default() -> XentOptions {
+    args::default_options()
+}
+
+/// The library version, "MAJOR.MINOR.PATCH" (static storage). The header's
+/// XENT_VERSION_MAJOR/MINOR/PATCH give the version compiled against.
+#[unsafe(no_mangle)]
+pub extern "C" fn xent_version() -> *const c_char {
+    const V: &str = concat!(env!("CARGO_PKG_VERSION"), "\0");
+    V.as_ptr().cast()
+}
+
+/// A static, distinct, non-NULL description of any status value.
+#[unsafe(no_mangle)]
+pub extern "C" fn xent_status_message(status: XentStatus) -> *const c_char {
+    status::message(status).as_ptr()
+}
+
+/// This thread's last failure message ("" if none yet). Valid until this
+/// thread's next failing xent call; never NULL.
+#[unsafe(no_mangle)]
+pub extern "C" fn xent_last_error() -> *const c_char {
+    status::last_error_ptr()
+}
+
+/// The kernel path in use: "scalar", "avx2" or "avx512" (static storage).
+/// The best the CPU has, capped by the XENT_ISA environment variable (read once).
+#[unsafe(no_mangle)]
+pub extern "C" fn xent_active_isa() -> *const c_char {
+    match crate::kernels::Isa::active() {
+        crate::kernels::Isa::Scalar => c"scalar".as_ptr(),
+        crate::kernels::Isa::Avx2 => c"avx2".as_ptr(),
+        crate::kernels::Isa::Avx512 => c"avx512".as_ptr(),
+    }
+}
+
+/// Loss of `rows` x `classes` logits (row i at `logits + i * row_stride`)
+/// against class indices `labels`.
+///
+/// `loss` receives 1 value (MEAN, SUM) or `rows` values (NONE). `lse` and
+/// `argmax` (each `rows` values) may be NULL. On failure nothing is written.
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the extent its sizes describe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_forward(
+    logits: *const f32,
+    rows: usize,
+    classes: usize,
+    row_stride: usize,
+    labels: *const i32,
+    options: *const XentOptions,
+    loss: *mut f32,
+    lse: *mut f32,
+    argmax: *mut i32,
+) -> XentStatus {
+    let call = Call {
+        kind: Kind::Forward,
+        logits,
+        rows,
+        classes,
+        row_stride,
+        targets: RawTargets::Labels(labels),
+        options,
+        loss,
+        lse_out: lse,
+        argmax,
+        grad_loss: core::ptr::null(),
+        lse_in: core::ptr::null(),
+        grad: core::ptr::null_mut(),
+        grad_stride: 0,
+    };
+    // SAFETY: the caller's pointer contract, forwarded.
+    status::guard(|| unsafe { call.run() })
+}
+
+/// Gradient of the loss with respect to the logits given the upstream
+/// gradient `grad_loss` (1 value, or `rows` for NONE). `lse` may be NULL or
+/// the per-row log-sum-exp a forward call returned (skips recomputing it).
+/// `grad_logits` may be exactly `logits` with the same stride (in place).
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the extent its sizes describe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_backward(
+    logits: *const f32,
+    rows: usize,
+    classes: usize,
+    row_stride: usize,
+    labels: *const i32,
+    options: *const XentOptions,
+    grad_loss: *const f32,
+    lse: *const f32,
+    grad_logits: *mut f32,
+    grad_row_stride: usize,
+) -> XentStatus {
+    let call = Call {
+        kind: Kind::Backward,
+        logits,
+        rows,
+        classes,
+        row_stride,
+        targets: RawTargets::Labels(labels),
+        options,
+        loss: core::ptr::null_mut(),
+        lse_out: core::ptr::null_mut(),
+        argmax: core::ptr::null_mut(),
+        grad_loss,
+        lse_in: lse,
+        grad: grad_logits,
+        grad_stride: grad_row_stride,
+    };
+    // SAFETY: the caller's pointer contract, forwarded.
+    status::guard(|| unsafe { call.run() })
+}
+
+/// The training call: the loss and the gradient of the reduced loss
+/// (upstream gradient 1; for NONE, of the sum of row losses) in one pass.
+/// `grad_logits` may be exactly `logits` with the same stride (in place);
+/// any other overlap is XENT_STATUS_INVALID_ARGUMENT.
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the extent its sizes describe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_forward_backward(
+    logits: *const f32,
+    rows: usize,
+    classes: usize,
+    row_stride: usize,
+    labels: *const i32,
+    options: *const XentOptions,
+    loss: *mut f32,
+    lse: *mut f32,
+    argmax: *mut i32,
+    grad_logits: *mut f32,
+    grad_row_stride: usize,
+) -> XentStatus {
+    let call = Call {
+        kind: Kind::ForwardBackward,
+        logits,
+        rows,
+        classes,
+        row_stride,
+        targets: RawTargets::Labels(labels),
+        options,
+        loss,
+        lse_out: lse,
+        argmax,
+        grad_loss: core::ptr::null(),
+        lse_in: core::ptr::null(),
+        grad: grad_logits,
+        grad_stride: grad_row_stride,
+    };
+    // SAFETY: the caller's pointer contract, forwarded.
+    status::guard(|| unsafe { call.run() })
+}
+
+/// As xent_forward, with probability targets: row i of `targets` at
+/// `targets + i * target_row_stride`, `classes` values (need not sum to 1).
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the extent its sizes describe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_soft_forward(
+    logits: *const f32,
+    rows: usize,
+    classes: usize,
+    row_stride: usize,
+    targets: *const f32,
+    target_row_stride: usize,
+    options: *const XentOptions,
+    loss: *mut f32,
+    lse: *mut f32,
+    argmax: *mut i32,
+) -> XentStatus {
+    let call = Call {
+        kind: Kind::Forward,
+        logits,
+        rows,
+        classes,
+        row_stride,
+        targets: RawTargets::Probs(targets, target_row_stride),
+        options,
+        loss,
+        lse_out: lse,
+        argmax,
+        grad_loss: core::ptr::null(),
+        lse_in: core::ptr::null(),
+        grad: core::ptr::null_mut(),
+        grad_stride: 0,
+    };
+    // SAFETY: the caller's pointer contract, forwarded.
+    status::guard(|| unsafe { call.run() })
+}
+
+/// As xent_backward, with probability targets.
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the extent its sizes describe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_soft_backward(
+    logits: *const f32,
+    rows: usize,
+    classes: usize,
+    row_stride: usize,
+    targets: *const f32,
+    target_row_stride: usize,
+    options: *const XentOptions,
+    grad_loss: *const f32,
+    lse: *const f32,
+    grad_logits: *mut f32,
+    grad_row_stride: usize,
+) -> XentStatus {
+    let call = Call {
+        kind: Kind::Backward,
+        logits,
+        rows,
+        classes,
+        row_stride,
+        targets: RawTargets::Probs(targets, target_row_stride),
+        options,
+        loss: core::ptr::null_mut(),
+        lse_out: core::ptr::null_mut(),
+        argmax: core::ptr::null_mut(),
+        grad_loss,
+        lse_in: lse,
+        grad: grad_logits,
+        grad_stride: grad_row_stride,
+    };
+    // SAFETY: the caller's pointer contract, forwarded.
+    status::guard(|| unsafe { call.run() })
+}
+
+/// As xent_forward_backward, with probability targets.
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the extent its sizes describe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_soft_forward_backward(
+    logits: *const f32,
+    rows: usize,
+    classes: usize,
+    row_stride: usize,
+    targets: *const f32,
+    target_row_stride: usize,
+    options: *const XentOptions,
+    loss: *mut f32,
+    lse: *mut f32,
+    argmax: *mut i32,
+    grad_logits: *mut f32,
+    grad_row_stride: usize,
+) -> XentStatus {
+    let call = Call {
+        kind: Kind::ForwardBackward,
+        logits,
+        rows,
+        classes,
+        row_stride,
+        targets: RawTargets::Probs(targets, target_row_stride),
+        options,
+        loss,
+        lse_out: lse,
+        argmax,
+        grad_loss: core::ptr::null(),
+        lse_in: core::ptr::null(),
+        grad: grad_logits,
+        grad_stride: grad_row_stride,
+    };
+    // SAFETY: the caller's pointer contract, forwarded.
+    status::guard(|| unsafe { call.run() })
+}

@@ -1,0 +1,78 @@
+//! Vector `exp` and `tanh`, written once over [`Simd`] so every path gives the
+//! same bits.
+//!
+//! `exp` follows the classic recipe: `n = round(x·log2 e)` with a magic-bias
+//! add, a two-constant (Cody–Waite) reduction `r = x − n·ln 2`, a degree-6
+//! polynomial for `e^r` on `[−ln2/2, ln2/2]` (fitted for minimax relative
+//! error, ~2e-9), and `2^n` built in the exponent field. Its error is at most
+//! 2 ULP against float64 for `x` in `[ln FLT_MIN, 0]` (tested exhaustively);
+//! below `ln FLT_MIN ≈ −87.34` it returns exactly 0 (no subnormals), above
+//! `88.37` it returns +inf, and NaN propagates.
+
+use super::simd::Simd;
+
+const LOG2E: f32 = core::f32::consts::LOG2_E;
+/// 1.5·2^23 + 127: adding it rounds to an integer and leaves `n + 127` in the
+/// low mantissa bits.
+const MAGIC_BIAS: f32 = 12_583_039.0;
+/// ln 2 split so that `n·LN2_HI` is exact for |n| ≤ 2^8.
+const LN2_HI: f32 = f32::from_bits(0x3f31_7200); // 0.693145751953125
+const LN2_LO: f32 = f32::from_bits(0x35bf_be8e); // 1.4286068e-6
+/// `exp(r) ≈ 1 + r·(C1 + r·(C2 + … + r·C6))`, i.e. `s + (r·s)·q(r)`.
+const C1: f32 = 1.0;
+const C2: f32 = 0.499_999_94;
+const C3: f32 = 0.166_664_32;
+const C4: f32 = f32::from_bits(0x3d2a_ac11); // 0.041668002
+const C5: f32 = 0.008_374_155_5;
+const C6: f32 = 0.001_384_365_4;
+/// Below this, `exp` returns 0: `ln(FLT_MIN)`, so results are never subnormal.
+pub(crate) const EXP_MIN_X: f32 = -87.336_54;
+/// Above this, `exp` returns +inf (`2^n` would need n = 128).
+const EXP_MAX_X: f32 = 88.376_26;
+
+/// `e^x` per lane; see the module docs for its accuracy and range.
+#[inline(always)]
+pub(crate) fn exp<S: Simd>(s: S, x: S::V) -> S::V {
+    let biased = s.fma(x, s.splat(LOG2E), s.splat(MAGIC_BIAS));
+    let scale = s.shl23(biased);
+    let n = s.sub(biased, s.splat(MAGIC_BIAS));
+    let r = s.fma(n, s.splat(-LN2_HI), x);
+    let r = s.fma(n, s.splat(-LN2_LO), r);
+    let mut q = s.splat(C6);
+    q = s.fma(q, r, s.splat(C5));
+    q = s.fma(q, r, s.splat(C4));
+    q = s.fma(q, r, s.splat(C3));
+    q = s.fma(q, r, s.splat(C2));
+    q = s.fma(q, r, s.splat(C1));
+    let rs = s.mul(r, scale);
+    let y = s.fma(rs, q, scale);
+    let y = s.select(s.lt(x, s.splat(EXP_MIN_X)), s.splat(0.0), y);
+    s.select(s.lt(s.splat(EXP_MAX_X), x), s.splat(f32::INFINITY), y)
+}
+
+/// Below this |u|, `tanh` uses its odd Taylor polynomial.
+const TANH_SMALL: f32 = 0.25;
+const T3: f32 = -1.0 / 3.0;
+const T5: f32 = 2.0 / 15.0;
+const T7: f32 = -17.0 / 315.0;
+const T9: f32 = 62.0 / 2835.0;
+const T11: f32 = -1382.0 / 155_925.0;
+
+/// `tanh(u)` per lane, within a few ULP: the Taylor series through `u^11` for
+/// `|u| < 0.25`, otherwise `±(1 − e)/(1 + e)` with `e = exp(−2|u|)`.
+/// `tanh(±inf) = ±1`; NaN propagates.
+#[inline(always)]
+pub(crate) fn tanh<S: Simd>(s: S, u: S::V) -> S::V {
+    let a = s.abs(u);
+    let e = exp(s, s.mul(a, s.splat(-2.0)));
+    let one = s.splat(1.0);
+    let big = s.or_sign(s.div(s.sub(one, e), s.add(one, e)), u);
+    let u2 = s.mul(u, u);
+    let mut p = s.splat(T11);
+    p = s.fma(p, u2, s.splat(T9));
+    p = s.fma(p, u2, s.splat(T7));
+    p = s.fma(p, u2, s.splat(T5));
+    p = s.fma(p, u2, s.splat(T3));
+    let small = s.fma(s.mul(u, u2), p, u);
+    s.select(s.lt(a, s.splat(TANH_SMALL)), small, big)
+}

@@ -1,0 +1,160 @@
+//! Row kernels and their runtime dispatch.
+//!
+//! The passes in [`rows`] are written once over the 16-lane [`simd::Simd`]
+//! trait; this module instantiates them for each instruction set inside a thin
+//! `#[target_feature]` shell and picks one at first use: the best the CPU has,
+//! capped by the `XENT_ISA` environment variable (`scalar`, `avx2`,
+//! `avx512`). Because every path runs the same operations on the same lanes,
+//! they give identical bits.
+
+mod math;
+pub(crate) mod rows;
+mod scalar;
+pub(crate) mod simd;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use std::sync::OnceLock;
+
+pub(crate) use rows::{Coef, Grad, Io, Logit};
+
+/// An instruction-set path. Values other than `Scalar` are only produced after
+/// checking that the CPU supports them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// Portable code, any CPU.
+    Scalar,
+    /// x86-64 AVX2 + FMA.
+    Avx2,
+    /// x86-64 AVX-512F.
+    Avx512,
+}
+
+impl Isa {
+    /// The name used by `XENT_ISA` and `xent_active_isa`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
+        }
+    }
+
+    /// The best path this CPU supports.
+    pub fn best_available() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if x86::Avx512::new().is_some() {
+                return Isa::Avx512;
+            }
+            if x86::Avx2::new().is_some() {
+                return Isa::Avx2;
+            }
+        }
+        Isa::Scalar
+    }
+
+    /// Every path this CPU supports, worst first.
+    pub fn available() -> Vec<Isa> {
+        [Isa::Scalar, Isa::Avx2, Isa::Avx512]
+            .into_iter()
+            .filter(|&i| i <= Isa::best_available())
+            .collect()
+    }
+
+    /// The path in use: [`Isa::best_available`] capped by `XENT_ISA`, read
+    /// once. An unknown value is ignored.
+    pub fn active() -> Isa {
+        static ACTIVE: OnceLock<Isa> = OnceLock::new();
+        *ACTIVE.get_or_init(|| {
+            let best = Isa::best_available();
+            let cap = std::env::var("XENT_ISA").ok().and_then(|v| Isa::parse(&v));
+            cap.map_or(best, |c| c.min(best))
+        })
+    }
+
+    /// Parses a path name as `XENT_ISA` spells it.
+    pub fn parse(name: &str) -> Option<Isa> {
+        [Isa::Scalar, Isa::Avx2, Isa::Avx512]
+            .into_iter()
+            .find(|i| i.name() == name.trim())
+    }
+
+    /// `self` if this CPU supports it, else the best path below it.
+    pub fn capped(self) -> Isa {
+        self.min(Isa::best_available())
+    }
+}
+
+/// Generates, for each generic pass, one `#[target_feature]` shell per x86
+/// path and a safe dispatcher taking the [`Isa`].
+macro_rules! dispatch {
+    ($( $(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty; )*) => {
+        $(
+            $(#[$doc])*
+            #[inline]
+            pub(crate) fn $name(isa: Isa, $($arg: $ty),*) -> $ret {
+                #[cfg(target_arch = "x86_64")]
+                mod $name {
+                    use super::*;
+                    #[target_feature(enable = "avx2,fma")]
+                    pub(super) fn avx2($($arg: $ty),*) -> $ret {
+                        // SAFETY: this function only runs when the CPU has
+                        // AVX2 and FMA (it is compiled with them enabled and
+                        // called only for Isa::Avx2 or better).
+                        rows::$name(unsafe { x86::Avx2::new_unchecked() }, $($arg),*)
+                    }
+                    #[target_feature(enable = "avx512f,avx2,fma")]
+                    pub(super) fn avx512($($arg: $ty),*) -> $ret {
+                        // SAFETY: as above, for AVX-512F.
+                        rows::$name(unsafe { x86::Avx512::new_unchecked() }, $($arg),*)
+                    }
+                }
+                match isa.capped() {
+                    Isa::Scalar => rows::$name(scalar::Scalar, $($arg),*),
+                    // SAFETY: `capped` never returns a path the CPU lacks.
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx2 => unsafe { $name::avx2($($arg),*) },
+                    // SAFETY: as above.
+                    #[cfg(target_arch = "x86_64")]
+                    Isa::Avx512 => unsafe { $name::avx512($($arg),*) },
+                    #[cfg(not(target_arch = "x86_64"))]
+                    _ => rows::$name(scalar::Scalar, $($arg),*),
+                }
+            }
+        )*
+    };
+}
+
+dispatch! {
+    /// Largest `z'` of a row (NaN skipped).
+    fn max(row: &[f32], how: Logit) -> f32;
+    /// First NaN, else first maximum, of a raw row.
+    fn argmax(row: &[f32]) -> usize;
+    /// Stores `tanh(x / cap)` and returns its maximum.
+    fn tanh_store_max(io: Io<'_>, cap: f32) -> f32;
+    /// `Σ exp(z' − shift)`, optionally storing each term.
+    fn sum_exp(io: Io<'_>, how: Logit, shift: f32) -> f64;
+    /// `(Σ c, Σ c·(z' − shift))`.
+    fn coef_dot(row: &[f32], how: Logit, shift: f32, coef: Coef<'_>) -> (f64, f64);
+    /// Writes one gradient row.
+    fn grad(io: Io<'_>, g: Grad<'_>) -> ();
+}
+
+/// `(z', t)` for one stored value, computed by the same vector code the
+/// passes use (lane 0 of the scalar path), so it matches them bit for bit.
+pub(crate) fn logit_one(x: f32, how: Logit) -> (f32, f32) {
+    let (z, t) = rows::logit(scalar::Scalar, how, [x; simd::LANES]);
+    (z[0], t[0])
+}
+
+/// `e^x` by the kernels' exp, for tests.
+#[doc(hidden)]
+pub fn exp_lanes(isa: Isa, x: &[f32], out: &mut [f32]) {
+    exp_slice(isa, Io::Map(x, out));
+}
+
+dispatch! {
+    /// Element-wise exp (tests only).
+    fn exp_slice(io: Io<'_>) -> ();
+}

@@ -1,0 +1,323 @@
+//! The per-row passes, generic over [`Simd`]. Each walks a row in 16-lane
+//! chunks in index order with a masked tail, so the lane each element lands in
+//! (and thus every rounding) is the same on every path. Sums are kept in f32
+//! lanes for 64 chunks (1024 elements) at a time, reduced by the fixed tree and
+//! added to an f64 total, which keeps long rows accurate.
+
+use super::math::{exp, tanh};
+use super::simd::{LANES, Simd};
+
+/// What a pass reads and writes.
+pub(crate) enum Io<'a> {
+    /// Read a row.
+    Read(&'a [f32]),
+    /// Read a row, write results into another of the same length.
+    Map(&'a [f32], &'a mut [f32]),
+    /// Read a row and overwrite it.
+    InPlace(&'a mut [f32]),
+}
+
+/// How the stored values become the logits `z'` the loss sees.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Logit {
+    /// Raw logits: `z' = x`.
+    Raw,
+    /// Raw logits under a softcap: `z' = cap·tanh(x / cap)`.
+    Softcap(f32),
+    /// The stored value is already `t = tanh(z / cap)`: `z' = cap·t`.
+    Tanh(f32),
+}
+
+/// Per-class coefficients `c_j = w_j · (k1·y_j + k0)`, where a missing `w`
+/// counts as ones and a missing `y` as zeros.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Coef<'a> {
+    pub w: Option<&'a [f32]>,
+    pub y: Option<&'a [f32]>,
+    pub k1: f32,
+    pub k0: f32,
+}
+
+/// The gradient pass: `grad_j = (a·p_j − c_j) · f_j`, where `p_j` is
+/// `exp(z'_j − shift)` or, when `stored_exp`, the value already in the row,
+/// and `f_j = 1 − t_j²` under a softcap, else 1.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Grad<'a> {
+    pub logit: Logit,
+    pub stored_exp: bool,
+    pub shift: f32,
+    pub a: f32,
+    pub coef: Coef<'a>,
+}
+
+const IOTA: [f32; LANES] = [
+    0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0,
+];
+const FLUSH_CHUNKS: u32 = 64;
+
+#[inline(always)]
+fn lanes_below<S: Simd>(s: S, n: usize) -> S::M {
+    s.lt(s.load(&IOTA), s.splat(n as f32))
+}
+
+#[inline(always)]
+fn load_at<S: Simd>(s: S, v: &[f32], off: usize, n: usize) -> S::V {
+    if n == LANES {
+        s.load(v[off..off + LANES].try_into().expect("16 lanes"))
+    } else {
+        s.load_tail(&v[off..off + n], 0.0)
+    }
+}
+
+/// Calls `f(x, offset, valid_lanes)` on each chunk in order; for `Map` and
+/// `InPlace` the value `f` returns is stored back. Tail lanes hold `fill`.
+#[inline(always)]
+fn for_chunks<S: Simd>(s: S, io: Io<'_>, fill: f32, mut f: impl FnMut(S::V, usize, usize) -> S::V) {
+    match io {
+        Io::Read(src) => {
+            let mut it = src.chunks_exact(LANES);
+            for (k, c) in it.by_ref().enumerate() {
+                f(s.load(c.try_into().expect("16 lanes")), k * LANES, LANES);
+            }
+            let r = it.remainder();
+            if !r.is_empty() {
+                f(s.load_tail(r, fill), src.len() - r.len(), r.len());
+            }
+        }
+        Io::Map(src, dst) => {
+            assert_eq!(src.len(), dst.len());
+            let n = src.len();
+            let mut si = src.chunks_exact(LANES);
+            let mut di = dst.chunks_exact_mut(LANES);
+            for (k, (a, b)) in si.by_ref().zip(di.by_ref()).enumerate() {
+                let y = f(s.load(a.try_into().expect("16 lanes")), k * LANES, LANES);
+                s.store(b.try_into().expect("16 lanes"), y);
+            }
+            let (a, b) = (si.remainder(), di.into_remainder());
+            if !a.is_empty() {
+                let y = f(s.load_tail(a, fill), n - a.len(), a.len());
+                s.store_tail(b, y);
+            }
+        }
+        Io::InPlace(dst) => {
+            let n = dst.len();
+            let mut di = dst.chunks_exact_mut(LANES);
+            for (k, b) in di.by_ref().enumerate() {
+                let b: &mut [f32; LANES] = b.try_into().expect("16 lanes");
+                let y = f(s.load(b), k * LANES, LANES);
+                s.store(b, y);
+            }
+            let b = di.into_remainder();
+            if !b.is_empty() {
+                let y = f(s.load_tail(b, fill), n - b.len(), b.len());
+                s.store_tail(b, y);
+            }
+        }
+    }
+}
+
+/// An f64 total fed by f32 lane sums flushed every 1024 elements.
+struct Sum<S: Simd> {
+    s: S,
+    acc: S::V,
+    chunks: u32,
+    total: f64,
+}
+
+impl<S: Simd> Sum<S> {
+    #[inline(always)]
+    fn new(s: S) -> Self {
+        Sum {
+            s,
+            acc: s.splat(0.0),
+            chunks: 0,
+            total: 0.0,
+        }
+    }
+    #[inline(always)]
+    fn add(&mut self, v: S::V) {
+        self.acc = self.s.add(self.acc, v);
+        self.chunks += 1;
+        if self.chunks == FLUSH_CHUNKS {
+            self.flush();
+        }
+    }
+    #[inline(always)]
+    fn flush(&mut self) {
+        self.total += f64::from(self.s.reduce_add(self.acc));
+        self.acc = self.s.splat(0.0);
+        self.chunks = 0;
+    }
+    #[inline(always)]
+    fn finish(mut self) -> f64 {
+        if self.chunks > 0 {
+            self.flush();
+        }
+        self.total
+    }
+}
+
+/// `(z', t)` for stored values `x`; `t` is only meaningful under a softcap.
+#[inline(always)]
+pub(crate) fn logit<S: Simd>(s: S, how: Logit, x: S::V) -> (S::V, S::V) {
+    match how {
+        Logit::Raw => (x, x),
+        Logit::Softcap(cap) => {
+            let c = s.splat(cap);
+            let t = tanh(s, s.div(x, c));
+            (s.mul(c, t), t)
+        }
+        Logit::Tanh(cap) => (s.mul(s.splat(cap), x), x),
+    }
+}
+
+#[inline(always)]
+fn coef_at<S: Simd>(s: S, c: &Coef<'_>, off: usize, n: usize) -> S::V {
+    let k0 = s.splat(c.k0);
+    let inner = match c.y {
+        Some(y) => s.fma(s.splat(c.k1), load_at(s, y, off, n), k0),
+        None => k0,
+    };
+    let v = match c.w {
+        Some(w) => s.mul(load_at(s, w, off, n), inner),
+        None => inner,
+    };
+    if n == LANES {
+        v
+    } else {
+        s.select(lanes_below(s, n), v, s.splat(0.0))
+    }
+}
+
+/// Largest `z'` of the row; NaN values are skipped (the sum pass sees them).
+#[inline(always)]
+pub(crate) fn max<S: Simd>(s: S, row: &[f32], how: Logit) -> f32 {
+    let mut acc = s.splat(f32::NEG_INFINITY);
+    for_chunks(s, Io::Read(row), f32::NEG_INFINITY, |x, _, n| {
+        let (z, _) = logit(s, how, x);
+        let z = if n == LANES {
+            z
+        } else {
+            s.select(lanes_below(s, n), z, s.splat(f32::NEG_INFINITY))
+        };
+        acc = s.max(z, acc);
+        x
+    });
+    s.reduce_max(acc)
+}
+
+/// Index of the first NaN if the row has one, else of the first maximum.
+#[inline(always)]
+pub(crate) fn argmax<S: Simd>(s: S, row: &[f32]) -> usize {
+    let mut acc = s.splat(f32::NEG_INFINITY);
+    let mut nan = false;
+    for_chunks(s, Io::Read(row), f32::NEG_INFINITY, |x, _, _| {
+        nan |= s.first_set(s.is_nan(x)).is_some();
+        acc = s.max(x, acc);
+        x
+    });
+    let target = s.reduce_max(acc);
+    let mut found = None;
+    for_chunks(s, Io::Read(row), 0.0, |x, off, _| {
+        if found.is_none() {
+            let hit = if nan {
+                s.is_nan(x)
+            } else {
+                s.eq(x, s.splat(target))
+            };
+            found = s.first_set(hit).map(|i| off + i);
+        }
+        x
+    });
+    found.unwrap_or(0)
+}
+
+/// Writes `t = tanh(x / cap)` for each raw logit and returns the largest `t`.
+#[inline(always)]
+pub(crate) fn tanh_store_max<S: Simd>(s: S, io: Io<'_>, cap: f32) -> f32 {
+    let mut acc = s.splat(f32::NEG_INFINITY);
+    for_chunks(s, io, f32::NEG_INFINITY, |x, _, n| {
+        let (_, t) = logit(s, Logit::Softcap(cap), x);
+        let m = if n == LANES {
+            t
+        } else {
+            s.select(lanes_below(s, n), t, s.splat(f32::NEG_INFINITY))
+        };
+        acc = s.max(m, acc);
+        t
+    });
+    s.reduce_max(acc)
+}
+
+/// `Σ exp(z'_j − shift)`; with `Map`/`InPlace` each `exp(z'_j − shift)` is
+/// also stored.
+#[inline(always)]
+pub(crate) fn sum_exp<S: Simd>(s: S, io: Io<'_>, how: Logit, shift: f32) -> f64 {
+    let mut sum = Sum::new(s);
+    let sh = s.splat(shift);
+    for_chunks(s, io, f32::NEG_INFINITY, |x, _, n| {
+        let (z, _) = logit(s, how, x);
+        let e = exp(s, s.sub(z, sh));
+        let e = if n == LANES {
+            e
+        } else {
+            s.select(lanes_below(s, n), e, s.splat(0.0))
+        };
+        sum.add(e);
+        e
+    });
+    sum.finish()
+}
+
+/// `(Σ c_j, Σ c_j·(z'_j − shift))`, where a zero `c_j` contributes exactly 0
+/// even when `z'_j` is −inf.
+#[inline(always)]
+pub(crate) fn coef_dot<S: Simd>(
+    s: S,
+    row: &[f32],
+    how: Logit,
+    shift: f32,
+    coef: Coef<'_>,
+) -> (f64, f64) {
+    let mut total = Sum::new(s);
+    let mut dot = Sum::new(s);
+    let sh = s.splat(shift);
+    let zero = s.splat(0.0);
+    for_chunks(s, Io::Read(row), 0.0, |x, off, n| {
+        let c = coef_at(s, &coef, off, n);
+        let (z, _) = logit(s, how, x);
+        let term = s.mul(c, s.sub(z, sh));
+        total.add(c);
+        dot.add(s.select(s.eq(c, zero), zero, term));
+        x
+    });
+    (total.finish(), dot.finish())
+}
+
+/// Writes the gradient of one row; see [`Grad`].
+#[inline(always)]
+pub(crate) fn grad<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>) {
+    let a = s.splat(g.a);
+    let sh = s.splat(g.shift);
+    let one = s.splat(1.0);
+    for_chunks(s, io, 0.0, |x, off, n| {
+        let (z, t) = logit(s, g.logit, x);
+        let p = if g.stored_exp {
+            x
+        } else {
+            exp(s, s.sub(z, sh))
+        };
+        let c = coef_at(s, &g.coef, off, n);
+        let v = s.fma(a, p, s.sub(s.splat(0.0), c));
+        match g.logit {
+            Logit::Raw => v,
+            Logit::Softcap(_) | Logit::Tanh(_) => s.mul(v, s.fma(s.sub(s.splat(0.0), t), t, one)),
+        }
+    });
+}
+
+/// Stores `exp(x)` for each element (for testing the exp kernel).
+#[inline(always)]
+pub(crate) fn exp_slice<S: Simd>(s: S, io: Io<'_>) {
+    for_chunks(s, io, 0.0, |x, _, _| exp(s, x));
+}

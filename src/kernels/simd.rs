@@ -1,0 +1,70 @@
+//! The 16-lane vector abstraction every kernel is written against.
+//!
+//! Each instruction set implements [`Simd`] for a zero-sized token. The row
+//! passes in `rows.rs` and the math in `math.rs` are generic over it, so every
+//! path executes the same IEEE operations in the same order on the same lanes:
+//! that is what makes the results bit-identical across scalar, AVX2 and
+//! AVX-512. A vector always holds 16 lanes (AVX2 uses a pair of registers, the
+//! scalar path an array), horizontal reductions use one fixed tree, and fused
+//! multiply-add is a single rounding everywhere.
+
+/// Lanes per vector on every path.
+pub(crate) const LANES: usize = 16;
+
+/// A set of 16-lane `f32` operations with one exact semantics on every ISA.
+///
+/// Tokens implementing this trait are only constructed when the CPU supports
+/// the instructions they use, so the methods are safe to call.
+pub(crate) trait Simd: Copy {
+    /// 16 `f32` lanes.
+    type V: Copy;
+    /// One flag per lane.
+    type M: Copy;
+
+    /// All lanes set to `x`.
+    fn splat(self, x: f32) -> Self::V;
+    /// Loads 16 consecutive values.
+    fn load(self, src: &[f32; LANES]) -> Self::V;
+    /// Loads `src.len() < 16` values; the remaining lanes hold `fill`.
+    fn load_tail(self, src: &[f32], fill: f32) -> Self::V;
+    /// Stores 16 lanes.
+    fn store(self, dst: &mut [f32; LANES], v: Self::V);
+    /// Stores the first `dst.len() < 16` lanes; nothing past them is touched.
+    fn store_tail(self, dst: &mut [f32], v: Self::V);
+
+    /// `a + b`.
+    fn add(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `a - b`.
+    fn sub(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `a * b`.
+    fn mul(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `a / b`, correctly rounded.
+    fn div(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `a * b + c` with one rounding.
+    fn fma(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// `if a > b { a } else { b }` per lane (so a NaN in `a` yields `b`).
+    fn max(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `|a|` (clears the sign bit).
+    fn abs(self, a: Self::V) -> Self::V;
+    /// Reinterprets the lanes as `u32`, shifts each left by 23 bits and
+    /// reinterprets back (builds `2^n` from a biased exponent).
+    fn shl23(self, a: Self::V) -> Self::V;
+    /// Copies the sign bit of `sign` onto the non-negative `mag`.
+    fn or_sign(self, mag: Self::V, sign: Self::V) -> Self::V;
+
+    /// `a < b` per lane (false when either is NaN).
+    fn lt(self, a: Self::V, b: Self::V) -> Self::M;
+    /// `a == b` per lane (false when either is NaN).
+    fn eq(self, a: Self::V, b: Self::V) -> Self::M;
+    /// `a != a` per lane.
+    fn is_nan(self, a: Self::V) -> Self::M;
+    /// `if m { a } else { b }` per lane.
+    fn select(self, m: Self::M, a: Self::V, b: Self::V) -> Self::V;
+    /// Index of the first set lane, if any.
+    fn first_set(self, m: Self::M) -> Option<usize>;
+
+    /// Sum of the lanes by the fixed tree `(i, i+8)`, `(i, i+4)`, `(i, i+2)`, `(0, 1)`.
+    fn reduce_add(self, v: Self::V) -> f32;
+    /// Maximum of the lanes by the same tree as [`Simd::reduce_add`], with [`Simd::max`].
+    fn reduce_max(self, v: Self::V) -> f32;
+}

@@ -1,0 +1,243 @@
+//! AVX2 + FMA: a 16-lane vector is a pair of 8-lane registers (`lo` = lanes
+//! 0..8, `hi` = lanes 8..16), so the lane layout and the reduction tree are
+//! exactly those of the scalar and AVX-512 paths.
+
+use core::arch::x86_64::*;
+
+use crate::kernels::simd::{LANES, Simd};
+
+/// Token for AVX2 + FMA. Only [`Avx2::new`] makes one, after checking the CPU.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx2(());
+
+impl Avx2 {
+    /// The token, if this CPU has AVX2 and FMA.
+    pub(crate) fn new() -> Option<Self> {
+        (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")).then_some(Avx2(()))
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2 and FMA.
+    #[inline(always)]
+    pub(crate) unsafe fn new_unchecked() -> Self {
+        Avx2(())
+    }
+}
+
+/// Lanes 0..8 and 8..16.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct V2 {
+    lo: __m256,
+    hi: __m256,
+}
+
+/// Per-lane all-ones / all-zeros masks, as floats.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct M2 {
+    lo: __m256,
+    hi: __m256,
+}
+
+/// `maskload` masks: lane i is set when i < n, for n in 0..=8.
+#[inline(always)]
+fn prefix_mask(n: usize) -> __m256i {
+    const TABLE: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
+    let start = 8 - n.min(8);
+    // SAFETY: start + 8 <= 16, so the 8 loaded i32 are inside TABLE.
+    unsafe { _mm256_loadu_si256(TABLE.as_ptr().add(start).cast()) }
+}
+
+macro_rules! both {
+    ($f:ident, $a:expr, $b:expr) => {
+        // SAFETY: an Avx2 token exists only when the CPU has AVX2 and FMA.
+        unsafe {
+            V2 {
+                lo: $f($a.lo, $b.lo),
+                hi: $f($a.hi, $b.hi),
+            }
+        }
+    };
+}
+
+impl Simd for Avx2 {
+    type V = V2;
+    type M = M2;
+
+    #[inline(always)]
+    fn splat(self, x: f32) -> V2 {
+        // SAFETY: the token proves AVX2 is available.
+        let v = unsafe { _mm256_set1_ps(x) };
+        V2 { lo: v, hi: v }
+    }
+    #[inline(always)]
+    fn load(self, src: &[f32; LANES]) -> V2 {
+        // SAFETY: `src` holds 16 floats; unaligned loads of 8 at offsets 0 and 8.
+        unsafe {
+            V2 {
+                lo: _mm256_loadu_ps(src.as_ptr()),
+                hi: _mm256_loadu_ps(src.as_ptr().add(8)),
+            }
+        }
+    }
+    #[inline(always)]
+    fn load_tail(self, src: &[f32], fill: f32) -> V2 {
+        let n = src.len();
+        debug_assert!(n < LANES);
+        let m_lo = prefix_mask(n);
+        let m_hi = prefix_mask(n.saturating_sub(8));
+        // SAFETY: maskload reads only the lanes whose mask is set: lanes
+        // i < n of `src`, which are in bounds. When n <= 8 the high mask is
+        // empty, so the (possibly out-of-bounds) base pointer is never read.
+        unsafe {
+            let f = _mm256_set1_ps(fill);
+            let p = src.as_ptr();
+            let lo = _mm256_maskload_ps(p, m_lo);
+            let hi = _mm256_maskload_ps(p.wrapping_add(8), m_hi);
+            V2 {
+                lo: _mm256_blendv_ps(f, lo, _mm256_castsi256_ps(m_lo)),
+                hi: _mm256_blendv_ps(f, hi, _mm256_castsi256_ps(m_hi)),
+            }
+        }
+    }
+    #[inline(always)]
+    fn store(self, dst: &mut [f32; LANES], v: V2) {
+        // SAFETY: `dst` holds 16 floats.
+        unsafe {
+            _mm256_storeu_ps(dst.as_mut_ptr(), v.lo);
+            _mm256_storeu_ps(dst.as_mut_ptr().add(8), v.hi);
+        }
+    }
+    #[inline(always)]
+    fn store_tail(self, dst: &mut [f32], v: V2) {
+        let n = dst.len();
+        debug_assert!(n < LANES);
+        // SAFETY: maskstore writes only lanes i < n, which are inside `dst`.
+        unsafe {
+            let p = dst.as_mut_ptr();
+            _mm256_maskstore_ps(p, prefix_mask(n), v.lo);
+            _mm256_maskstore_ps(p.wrapping_add(8), prefix_mask(n.saturating_sub(8)), v.hi);
+        }
+    }
+    #[inline(always)]
+    fn add(self, a: V2, b: V2) -> V2 {
+        both!(_mm256_add_ps, a, b)
+    }
+    #[inline(always)]
+    fn sub(self, a: V2, b: V2) -> V2 {
+        both!(_mm256_sub_ps, a, b)
+    }
+    #[inline(always)]
+    fn mul(self, a: V2, b: V2) -> V2 {
+        both!(_mm256_mul_ps, a, b)
+    }
+    #[inline(always)]
+    fn div(self, a: V2, b: V2) -> V2 {
+        both!(_mm256_div_ps, a, b)
+    }
+    #[inline(always)]
+    fn fma(self, a: V2, b: V2, c: V2) -> V2 {
+        // SAFETY: the token proves FMA is available.
+        unsafe {
+            V2 {
+                lo: _mm256_fmadd_ps(a.lo, b.lo, c.lo),
+                hi: _mm256_fmadd_ps(a.hi, b.hi, c.hi),
+            }
+        }
+    }
+    #[inline(always)]
+    fn max(self, a: V2, b: V2) -> V2 {
+        both!(_mm256_max_ps, a, b)
+    }
+    #[inline(always)]
+    fn abs(self, a: V2) -> V2 {
+        let m = self.splat(f32::from_bits(0x7fff_ffff));
+        both!(_mm256_and_ps, a, m)
+    }
+    #[inline(always)]
+    fn shl23(self, a: V2) -> V2 {
+        // SAFETY: the token proves AVX2 is available.
+        unsafe {
+            V2 {
+                lo: _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(a.lo))),
+                hi: _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(a.hi))),
+            }
+        }
+    }
+    #[inline(always)]
+    fn or_sign(self, mag: V2, sign: V2) -> V2 {
+        let s = both!(_mm256_and_ps, sign, self.splat(-0.0));
+        both!(_mm256_or_ps, mag, s)
+    }
+    #[inline(always)]
+    fn lt(self, a: V2, b: V2) -> M2 {
+        // SAFETY: the token proves AVX2 is available.
+        unsafe {
+            M2 {
+                lo: _mm256_cmp_ps::<_CMP_LT_OQ>(a.lo, b.lo),
+                hi: _mm256_cmp_ps::<_CMP_LT_OQ>(a.hi, b.hi),
+            }
+        }
+    }
+    #[inline(always)]
+    fn eq(self, a: V2, b: V2) -> M2 {
+        // SAFETY: the token proves AVX2 is available.
+        unsafe {
+            M2 {
+                lo: _mm256_cmp_ps::<_CMP_EQ_OQ>(a.lo, b.lo),
+                hi: _mm256_cmp_ps::<_CMP_EQ_OQ>(a.hi, b.hi),
+            }
+        }
+    }
+    #[inline(always)]
+    fn is_nan(self, a: V2) -> M2 {
+        // SAFETY: the token proves AVX2 is available.
+        unsafe {
+            M2 {
+                lo: _mm256_cmp_ps::<_CMP_UNORD_Q>(a.lo, a.lo),
+                hi: _mm256_cmp_ps::<_CMP_UNORD_Q>(a.hi, a.hi),
+            }
+        }
+    }
+    #[inline(always)]
+    fn select(self, m: M2, a: V2, b: V2) -> V2 {
+        // SAFETY: the token proves AVX2 is available.
+        unsafe {
+            V2 {
+                lo: _mm256_blendv_ps(b.lo, a.lo, m.lo),
+                hi: _mm256_blendv_ps(b.hi, a.hi, m.hi),
+            }
+        }
+    }
+    #[inline(always)]
+    fn first_set(self, m: M2) -> Option<usize> {
+        // SAFETY: the token proves AVX2 is available.
+        let bits =
+            unsafe { _mm256_movemask_ps(m.lo) as u32 | (_mm256_movemask_ps(m.hi) as u32) << 8 };
+        (bits != 0).then(|| bits.trailing_zeros() as usize)
+    }
+    #[inline(always)]
+    fn reduce_add(self, v: V2) -> f32 {
+        // SAFETY: the token proves AVX2 is available.
+        unsafe { tree8(_mm256_add_ps(v.lo, v.hi), |a, b| _mm_add_ps(a, b)) }
+    }
+    #[inline(always)]
+    fn reduce_max(self, v: V2) -> f32 {
+        // SAFETY: the token proves AVX2 is available.
+        unsafe { tree8(_mm256_max_ps(v.lo, v.hi), |a, b| _mm_max_ps(a, b)) }
+    }
+}
+
+/// The last three levels of the reduction tree: (i, i+4), (i, i+2), (0, 1).
+///
+/// # Safety
+/// The CPU must support AVX.
+#[inline(always)]
+pub(crate) unsafe fn tree8(v: __m256, f: impl Fn(__m128, __m128) -> __m128) -> f32 {
+    // SAFETY: the caller guarantees AVX; the rest is SSE, part of x86_64.
+    unsafe {
+        let x = f(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let x = f(x, _mm_movehl_ps(x, x));
+        let x = f(x, _mm_shuffle_ps::<0b01>(x, x));
+        _mm_cvtss_f32(x)
+    }
+}

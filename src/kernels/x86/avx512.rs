@@ -1,0 +1,167 @@
+//! AVX-512F: one register per 16-lane vector, `__mmask16` lane flags, masked
+//! loads and stores for row tails.
+
+use core::arch::x86_64::*;
+
+use super::avx2::tree8;
+use crate::kernels::simd::{LANES, Simd};
+
+/// Token for AVX-512F (with AVX2 + FMA). Only [`Avx512::new`] makes one.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Avx512(());
+
+impl Avx512 {
+    /// The token, if this CPU has AVX-512F, AVX2 and FMA.
+    pub(crate) fn new() -> Option<Self> {
+        (is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma"))
+        .then_some(Avx512(()))
+    }
+
+    /// # Safety
+    /// The CPU must support AVX-512F, AVX2 and FMA.
+    #[inline(always)]
+    pub(crate) unsafe fn new_unchecked() -> Self {
+        Avx512(())
+    }
+}
+
+#[inline(always)]
+fn prefix(n: usize) -> __mmask16 {
+    debug_assert!(n < LANES);
+    ((1u32 << n) - 1) as __mmask16
+}
+
+macro_rules! op {
+    ($e:expr) => {
+        // SAFETY: an Avx512 token exists only when the CPU has AVX-512F.
+        unsafe { $e }
+    };
+}
+
+impl Simd for Avx512 {
+    type V = __m512;
+    type M = __mmask16;
+
+    #[inline(always)]
+    fn splat(self, x: f32) -> __m512 {
+        op!(_mm512_set1_ps(x))
+    }
+    #[inline(always)]
+    fn load(self, src: &[f32; LANES]) -> __m512 {
+        // SAFETY: `src` holds 16 floats; the load is unaligned.
+        unsafe { _mm512_loadu_ps(src.as_ptr()) }
+    }
+    #[inline(always)]
+    fn load_tail(self, src: &[f32], fill: f32) -> __m512 {
+        // SAFETY: the mask selects lanes i < src.len(), all in bounds;
+        // masked-off lanes are not accessed (no fault, no read).
+        unsafe { _mm512_mask_loadu_ps(_mm512_set1_ps(fill), prefix(src.len()), src.as_ptr()) }
+    }
+    #[inline(always)]
+    fn store(self, dst: &mut [f32; LANES], v: __m512) {
+        // SAFETY: `dst` holds 16 floats.
+        unsafe { _mm512_storeu_ps(dst.as_mut_ptr(), v) }
+    }
+    #[inline(always)]
+    fn store_tail(self, dst: &mut [f32], v: __m512) {
+        // SAFETY: only lanes i < dst.len() are written.
+        unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), prefix(dst.len()), v) }
+    }
+    #[inline(always)]
+    fn add(self, a: __m512, b: __m512) -> __m512 {
+        op!(_mm512_add_ps(a, b))
+    }
+    #[inline(always)]
+    fn sub(self, a: __m512, b: __m512) -> __m512 {
+        op!(_mm512_sub_ps(a, b))
+    }
+    #[inline(always)]
+    fn mul(self, a: __m512, b: __m512) -> __m512 {
+        op!(_mm512_mul_ps(a, b))
+    }
+    #[inline(always)]
+    fn div(self, a: __m512, b: __m512) -> __m512 {
+        op!(_mm512_div_ps(a, b))
+    }
+    #[inline(always)]
+    fn fma(self, a: __m512, b: __m512, c: __m512) -> __m512 {
+        op!(_mm512_fmadd_ps(a, b, c))
+    }
+    #[inline(always)]
+    fn max(self, a: __m512, b: __m512) -> __m512 {
+        op!(_mm512_max_ps(a, b))
+    }
+    #[inline(always)]
+    fn abs(self, a: __m512) -> __m512 {
+        op!(_mm512_castsi512_ps(_mm512_and_si512(
+            _mm512_castps_si512(a),
+            _mm512_set1_epi32(0x7fff_ffff)
+        )))
+    }
+    #[inline(always)]
+    fn shl23(self, a: __m512) -> __m512 {
+        op!(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(
+            _mm512_castps_si512(a)
+        )))
+    }
+    #[inline(always)]
+    fn or_sign(self, mag: __m512, sign: __m512) -> __m512 {
+        op!(_mm512_castsi512_ps(_mm512_or_si512(
+            _mm512_castps_si512(mag),
+            _mm512_and_si512(_mm512_castps_si512(sign), _mm512_set1_epi32(i32::MIN))
+        )))
+    }
+    #[inline(always)]
+    fn lt(self, a: __m512, b: __m512) -> __mmask16 {
+        op!(_mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, b))
+    }
+    #[inline(always)]
+    fn eq(self, a: __m512, b: __m512) -> __mmask16 {
+        op!(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(a, b))
+    }
+    #[inline(always)]
+    fn is_nan(self, a: __m512) -> __mmask16 {
+        op!(_mm512_cmp_ps_mask::<_CMP_UNORD_Q>(a, a))
+    }
+    #[inline(always)]
+    fn select(self, m: __mmask16, a: __m512, b: __m512) -> __m512 {
+        op!(_mm512_mask_blend_ps(m, b, a))
+    }
+    #[inline(always)]
+    fn first_set(self, m: __mmask16) -> Option<usize> {
+        (m != 0).then(|| m.trailing_zeros() as usize)
+    }
+    #[inline(always)]
+    fn reduce_add(self, v: __m512) -> f32 {
+        // SAFETY: the token proves AVX-512F (and so AVX) is available.
+        unsafe {
+            let (lo, hi) = halves(v);
+            tree8(_mm256_add_ps(lo, hi), |a, b| _mm_add_ps(a, b))
+        }
+    }
+    #[inline(always)]
+    fn reduce_max(self, v: __m512) -> f32 {
+        // SAFETY: the token proves AVX-512F (and so AVX) is available.
+        unsafe {
+            let (lo, hi) = halves(v);
+            tree8(_mm256_max_ps(lo, hi), |a, b| _mm_max_ps(a, b))
+        }
+    }
+}
+
+/// Lanes 0..8 and 8..16.
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[inline(always)]
+unsafe fn halves(v: __m512) -> (__m256, __m256) {
+    // SAFETY: the caller guarantees AVX-512F.
+    unsafe {
+        (
+            _mm512_castps512_ps256(v),
+            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))),
+        )
+    }
+}

@@ -1,0 +1,216 @@
+//! The safe core: slices in, `Result` out. It holds the semantics (PyTorch's
+//! `F.cross_entropy` plus z-loss and softcap) and splits the rows into
+//! blocks; the arithmetic is in [`crate::kernels`].
+
+mod plan;
+mod row;
+mod types;
+
+pub use types::*;
+
+pub(crate) use plan::check_shape;
+use plan::{Mode, Plan};
+
+use crate::parallel::{self, Exec};
+
+/// A block of consecutive rows and the slices of every buffer it touches.
+struct Block<'a> {
+    first: usize,
+    rows: usize,
+    src: Option<&'a [f32]>,
+    dst: Option<&'a mut [f32]>,
+    loss: Option<&'a mut [f32]>,
+    lse: Option<&'a mut [f32]>,
+    argmax: Option<&'a mut [i32]>,
+}
+
+fn canonical(x: f64) -> f32 {
+    if x.is_nan() { f32::NAN } else { x as f32 }
+}
+
+/// Splits `s` into pieces of `n`, or yields `None` forever.
+fn pieces<T>(s: Option<&mut [T]>, n: usize) -> impl Iterator<Item = Option<&mut [T]>> {
+    let mut it = s.map(|s| s.chunks_mut(n));
+    std::iter::from_fn(move || Some(it.as_mut().and_then(Iterator::next)))
+}
+
+struct Layout {
+    src_stride: usize,
+    dst_stride: usize,
+}
+
+fn run(
+    plan: &Plan<'_>,
+    options: &Options<'_>,
+    layout: Layout,
+    src: Option<&[f32]>,
+    dst: Option<&mut [f32]>,
+    out: Option<ForwardOut<'_>>,
+) -> Result<()> {
+    let (rows, cols) = (plan.rows, plan.cols);
+    let br = parallel::block_rows(cols);
+    let n_blocks = rows.div_ceil(br);
+    let (mut loss_out, lse, argmax) = match out {
+        Some(o) => (Some(o.loss), o.lse, o.argmax),
+        None => (None, None, None),
+    };
+    let none = plan.reduction == Reduction::None;
+    let per_row_loss = if none { loss_out.take() } else { None };
+    let want_argmax = argmax.is_some();
+    let mut srcs = src.map(|s| s.chunks(br * layout.src_stride));
+    let mut dsts = pieces(dst, br * layout.dst_stride);
+    let mut losses = pieces(per_row_loss, br);
+    let mut lses = pieces(lse, br);
+    let mut argmaxes = pieces(argmax, br);
+    let blocks = (0..n_blocks).map(|b| Block {
+        first: b * br,
+        rows: br.min(rows - b * br),
+        src: srcs.as_mut().and_then(Iterator::next),
+        dst: dsts.next().flatten(),
+        loss: losses.next().flatten(),
+        lse: lses.next().flatten(),
+        argmax: argmaxes.next().flatten(),
+    });
+    let work = |mut b: Block<'_>| {
+        let mut acc = (0.0f64, 0.0f64);
+        for k in 0..b.rows {
+            let i = b.first + k;
+            let src = b
+                .src
+                .map(|s| &s[k * layout.src_stride..k * layout.src_stride + cols]);
+            let dst = b
+                .dst
+                .as_deref_mut()
+                .map(|d| &mut d[k * layout.dst_stride..k * layout.dst_stride + cols]);
+            let r = match (plan.mode, dst) {
+                (Mode::Forward, _) => {
+                    plan.forward_row(i, src.expect("forward reads logits"), want_argmax)
+                }
+                (Mode::Fused, Some(d)) => plan.fused_row(i, src, d, want_argmax),
+                (Mode::Backward, Some(d)) => {
+                    plan.backward_row(i, src, d);
+                    continue;
+                }
+                (_, None) => unreachable!("gradient modes have a destination"),
+            };
+            acc = (acc.0 + r.ce, acc.1 + r.z);
+            if let Some(l) = b.loss.as_deref_mut() {
+                l[k] = canonical(r.ce + r.z);
+            }
+            if let Some(l) = b.lse.as_deref_mut() {
+                l[k] = r.lse;
+            }
+            if let Some(a) = b.argmax.as_deref_mut() {
+                a[k] = r.argmax;
+            }
+        }
+        acc
+    };
+    let (ce, z) = parallel::run(Exec::choose(options, rows, cols), blocks, work)?;
+    if let Some(l) = loss_out {
+        l[0] = canonical(plan.reduce(ce, z));
+    }
+    Ok(())
+}
+
+fn check_logits(m: &Matrix<'_>) -> Result<()> {
+    Plan::check_logits("logits", m.data.len(), m.rows, m.cols, m.stride)
+}
+
+/// Shape, layout, logits (unless in place) and gradient buffer of a call.
+type Split<'a> = (usize, usize, Layout, Option<&'a [f32]>, &'a mut [f32]);
+
+fn split(io: LogitsGrad<'_>) -> Result<Split<'_>> {
+    match io {
+        LogitsGrad::Separate { logits, grad } => {
+            check_logits(&logits)?;
+            Plan::check_logits(
+                "grad_logits",
+                grad.data.len(),
+                grad.rows,
+                grad.cols,
+                grad.stride,
+            )?;
+            if (grad.rows, grad.cols) != (logits.rows, logits.cols) {
+                return Err(Error::new(
+                    ErrorKind::InvalidShape,
+                    format!(
+                        "grad_logits is {}x{} but logits are {}x{}",
+                        grad.rows, grad.cols, logits.rows, logits.cols
+                    ),
+                ));
+            }
+            let layout = Layout {
+                src_stride: logits.stride,
+                dst_stride: grad.stride,
+            };
+            Ok((
+                logits.rows,
+                logits.cols,
+                layout,
+                Some(logits.data),
+                grad.data,
+            ))
+        }
+        LogitsGrad::InPlace(m) => {
+            Plan::check_logits("logits", m.data.len(), m.rows, m.cols, m.stride)?;
+            let layout = Layout {
+                src_stride: m.stride,
+                dst_stride: m.stride,
+            };
+            Ok((m.rows, m.cols, layout, None, m.data))
+        }
+    }
+}
+
+/// The loss (and optionally per-row log-sum-exp and argmax) of `logits`
+/// against `targets`. Nothing is written unless the call succeeds.
+pub fn forward(
+    logits: Matrix<'_>,
+    targets: Targets<'_>,
+    options: &Options<'_>,
+    out: ForwardOut<'_>,
+) -> Result<()> {
+    check_logits(&logits)?;
+    let plan = Plan::new(
+        Mode::Forward,
+        logits.rows,
+        logits.cols,
+        targets,
+        options,
+        None,
+    )?;
+    plan.check_out(&out)?;
+    let layout = Layout {
+        src_stride: logits.stride,
+        dst_stride: 0,
+    };
+    run(&plan, options, layout, Some(logits.data), None, Some(out))
+}
+
+/// The gradient of the loss with respect to the logits, given the upstream
+/// gradient (and optionally the forward's log-sum-exp).
+pub fn backward(
+    io: LogitsGrad<'_>,
+    targets: Targets<'_>,
+    options: &Options<'_>,
+    upstream: Upstream<'_>,
+) -> Result<()> {
+    let (rows, cols, layout, src, dst) = split(io)?;
+    let plan = Plan::new(Mode::Backward, rows, cols, targets, options, Some(upstream))?;
+    run(&plan, options, layout, src, Some(dst), None)
+}
+
+/// The loss and the gradient of the reduced loss (upstream gradient 1; for
+/// `Reduction::None`, of the sum of row losses) in one pass over the logits.
+pub fn forward_backward(
+    io: LogitsGrad<'_>,
+    targets: Targets<'_>,
+    options: &Options<'_>,
+    out: ForwardOut<'_>,
+) -> Result<()> {
+    let (rows, cols, layout, src, dst) = split(io)?;
+    let plan = Plan::new(Mode::Fused, rows, cols, targets, options, None)?;
+    plan.check_out(&out)?;
+    run(&plan, options, layout, src, Some(dst), Some(out))
+}

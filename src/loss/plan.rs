@@ -1,0 +1,261 @@
+//! Validation of a whole call, and the per-call constants rows need.
+//!
+//! Everything that can be wrong is found here, before any output is written.
+
+use super::types::*;
+use crate::kernels::{Isa, Logit};
+
+/// What a call computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Forward,
+    Backward,
+    Fused,
+}
+
+/// Validated inputs and per-call constants.
+pub(crate) struct Plan<'a> {
+    pub mode: Mode,
+    pub rows: usize,
+    pub cols: usize,
+    pub targets: Targets<'a>,
+    pub weights: Option<&'a [f32]>,
+    pub ignore_index: i32,
+    pub reduction: Reduction,
+    pub smoothing: f32,
+    pub z_scale: f32,
+    /// `Raw`, or `Softcap(cap)` when a softcap is set.
+    pub logit: Logit,
+    /// Σ of the class weights (classes when unweighted).
+    pub weight_total: f64,
+    /// Denominators of the two parts of a mean: the cross-entropy part
+    /// (Σ target-class weights of kept rows, or rows for probabilities) and
+    /// the z-loss part (kept rows).
+    pub ce_denominator: f64,
+    pub z_denominator: f64,
+    pub upstream: Option<Upstream<'a>>,
+    pub isa: Isa,
+}
+
+fn err<T>(kind: ErrorKind, msg: impl Into<String>) -> Result<T> {
+    Err(Error::new(kind, msg))
+}
+
+/// Elements a `rows × cols` matrix with `stride` spans.
+pub(crate) fn extent(rows: usize, cols: usize, stride: usize) -> Option<usize> {
+    if rows == 0 {
+        return Some(0);
+    }
+    (rows - 1).checked_mul(stride)?.checked_add(cols)
+}
+
+/// Checks `cols ≥ 1`, `stride ≥ cols` and that the extent is addressable.
+pub(crate) fn check_shape(what: &str, rows: usize, cols: usize, stride: usize) -> Result<usize> {
+    if cols == 0 {
+        return err(ErrorKind::InvalidShape, "classes must be at least 1");
+    }
+    if stride < cols {
+        return err(
+            ErrorKind::InvalidShape,
+            format!("{what} row stride {stride} is smaller than classes {cols}"),
+        );
+    }
+    match extent(rows, cols, stride) {
+        Some(n) if n <= isize::MAX as usize / 4 => Ok(n),
+        _ => err(
+            ErrorKind::SizeOverflow,
+            format!("{what}: {rows} rows with stride {stride} overflow the address space"),
+        ),
+    }
+}
+
+fn check_matrix(what: &str, len: usize, rows: usize, cols: usize, stride: usize) -> Result<()> {
+    let need = check_shape(what, rows, cols, stride)?;
+    if len < need {
+        return err(
+            ErrorKind::InvalidShape,
+            format!("{what} holds {len} values but {rows} rows of stride {stride} need {need}"),
+        );
+    }
+    Ok(())
+}
+
+fn check_len(what: &str, len: usize, need: usize) -> Result<()> {
+    if len < need {
+        return err(
+            ErrorKind::InvalidShape,
+            format!("{what} holds {len} values but {need} are needed"),
+        );
+    }
+    Ok(())
+}
+
+fn check_options(o: &Options<'_>, cols: usize) -> Result<()> {
+    if !(0.0..=1.0).contains(&o.label_smoothing) {
+        return err(
+            ErrorKind::InvalidArgument,
+            format!("label_smoothing {} is outside [0, 1]", o.label_smoothing),
+        );
+    }
+    if !(o.z_loss_scale >= 0.0 && o.z_loss_scale.is_finite()) {
+        return err(
+            ErrorKind::InvalidArgument,
+            format!("z_loss_scale {} must be finite and >= 0", o.z_loss_scale),
+        );
+    }
+    if !(o.logit_softcap >= 0.0 && o.logit_softcap.is_finite()) {
+        return err(
+            ErrorKind::InvalidArgument,
+            format!(
+                "logit_softcap {} must be finite and >= 0 (0 = off)",
+                o.logit_softcap
+            ),
+        );
+    }
+    if let Some(w) = o.class_weights {
+        check_len("class_weights", w.len(), cols)?;
+    }
+    Ok(())
+}
+
+/// Validates labels and returns (Σ target-class weights of kept rows, kept rows).
+fn check_labels(labels: &[i32], rows: usize, cols: usize, o: &Options<'_>) -> Result<(f64, f64)> {
+    check_len("labels", labels.len(), rows)?;
+    let mut weight_sum = 0.0f64;
+    let mut kept = 0usize;
+    for (i, &y) in labels[..rows].iter().enumerate() {
+        if y == o.ignore_index {
+            continue;
+        }
+        if y < 0 || y as usize >= cols {
+            return err(
+                ErrorKind::LabelOutOfRange,
+                format!("label {y} at row {i} is outside [0, {cols})"),
+            );
+        }
+        kept += 1;
+        weight_sum += o.class_weights.map_or(1.0, |w| f64::from(w[y as usize]));
+    }
+    Ok((weight_sum, kept as f64))
+}
+
+impl<'a> Plan<'a> {
+    /// Validates a call on a `rows × cols` logits matrix.
+    pub(crate) fn new(
+        mode: Mode,
+        rows: usize,
+        cols: usize,
+        targets: Targets<'a>,
+        o: &Options<'a>,
+        upstream: Option<Upstream<'a>>,
+    ) -> Result<Self> {
+        check_options(o, cols)?;
+        let (ce_denominator, z_denominator) = match targets {
+            Targets::Labels(labels) => check_labels(labels, rows, cols, o)?,
+            Targets::Probs(t) => {
+                check_matrix("targets", t.data.len(), t.rows, t.cols, t.stride)?;
+                if t.rows != rows || t.cols != cols {
+                    return err(
+                        ErrorKind::InvalidShape,
+                        format!(
+                            "targets are {}x{} but logits are {rows}x{cols}",
+                            t.rows, t.cols
+                        ),
+                    );
+                }
+                (rows as f64, rows as f64)
+            }
+        };
+        if let Some(up) = upstream {
+            let n = if o.reduction == Reduction::None {
+                rows
+            } else {
+                1
+            };
+            check_len("grad_loss", up.grad_loss.len(), n)?;
+            if let Some(l) = up.lse {
+                check_len("lse", l.len(), rows)?;
+            }
+        }
+        let weights = o.class_weights.map(|w| &w[..cols]);
+        let weight_total = weights.map_or(cols as f64, |w| w.iter().map(|&x| f64::from(x)).sum());
+        let logit = if o.logit_softcap > 0.0 {
+            Logit::Softcap(o.logit_softcap)
+        } else {
+            Logit::Raw
+        };
+        Ok(Plan {
+            mode,
+            rows,
+            cols,
+            targets,
+            weights,
+            ignore_index: o.ignore_index,
+            reduction: o.reduction,
+            smoothing: o.label_smoothing,
+            z_scale: o.z_loss_scale,
+            logit,
+            weight_total,
+            ce_denominator,
+            z_denominator,
+            upstream,
+            isa: Isa::active(),
+        })
+    }
+
+    /// Checks a logits matrix against the plan's shape.
+    pub(crate) fn check_logits(
+        what: &str,
+        len: usize,
+        rows: usize,
+        cols: usize,
+        stride: usize,
+    ) -> Result<()> {
+        check_matrix(what, len, rows, cols, stride)
+    }
+
+    /// Checks the forward outputs' lengths.
+    pub(crate) fn check_out(&self, out: &ForwardOut<'_>) -> Result<()> {
+        let n = if self.reduction == Reduction::None {
+            self.rows
+        } else {
+            1
+        };
+        check_len("loss", out.loss.len(), n)?;
+        if let Some(l) = &out.lse {
+            check_len("lse", l.len(), self.rows)?;
+        }
+        if let Some(a) = &out.argmax {
+            check_len("argmax", a.len(), self.rows)?;
+        }
+        Ok(())
+    }
+
+    /// Scale of the (cross-entropy, z-loss) parts of row `i`'s gradient:
+    /// the upstream gradient over the mean's denominators.
+    pub(crate) fn grad_scales(&self, i: usize) -> (f64, f64) {
+        let g = match self.upstream {
+            Some(up) => f64::from(
+                up.grad_loss[if self.reduction == Reduction::None {
+                    i
+                } else {
+                    0
+                }],
+            ),
+            None => 1.0,
+        };
+        match self.reduction {
+            Reduction::Mean => (g / self.ce_denominator, g / self.z_denominator),
+            Reduction::Sum | Reduction::None => (g, g),
+        }
+    }
+
+    /// Combines the (cross-entropy, z-loss) sums of all rows into the reduced loss.
+    pub(crate) fn reduce(&self, ce: f64, z: f64) -> f64 {
+        let z_part = |d: f64| if self.z_scale > 0.0 { z / d } else { 0.0 };
+        match self.reduction {
+            Reduction::Mean => ce / self.ce_denominator + z_part(self.z_denominator),
+            Reduction::Sum | Reduction::None => ce + z_part(1.0),
+        }
+    }
+}

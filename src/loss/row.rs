@@ -1,0 +1,311 @@
+//! One row: the semantics of the loss and its gradient, composed from the
+//! kernel passes.
+//!
+//! Per kept row, with `L = ln Σ_j exp(z'_j − m)`, `lse = m + L`, weights `w`
+//! (ones if absent), smoothing `ε` over `C` classes:
+//! - labels: `ce = (1−ε)·w_y·(L − (z'_y − m)) + ε/C·(W·L − Σ_j w_j (z'_j − m))`, `W = Σ w`;
+//! - probabilities `y`: with `c_j = w_j((1−ε) y_j + ε/C)`, `ce = T·L − Σ_j c_j (z'_j − m)`, `T = Σ c`;
+//! - z-loss adds `s·lse²`.
+//!
+//! The gradient is `∂ce/∂z'_j = (coef)·p_j − c_j` (labels add `−(1−ε) w_y` at
+//! `y`), plus `2·s·lse·p_j`, times `1 − t_j²` under a softcap.
+
+use super::plan::{Mode, Plan};
+use super::types::Targets;
+use crate::kernels::{self, Coef, Grad, Io, Logit};
+
+/// What a row contributes.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RowOut {
+    /// Cross-entropy part (0 for an ignored row).
+    pub ce: f64,
+    /// z-loss part (0 for an ignored row).
+    pub z: f64,
+    pub lse: f32,
+    pub argmax: i32,
+}
+
+/// The row's target: a kept label, an ignored one, or a probability row.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Label(usize),
+    Ignored,
+    Probs(&'a [f32]),
+}
+
+fn target<'a>(p: &Plan<'a>, i: usize) -> Target<'a> {
+    match p.targets {
+        Targets::Labels(l) if l[i] == p.ignore_index => Target::Ignored,
+        Targets::Labels(l) => Target::Label(l[i] as usize),
+        Targets::Probs(t) => Target::Probs(&t.data[i * t.stride..i * t.stride + p.cols]),
+    }
+}
+
+impl Plan<'_> {
+    fn weight(&self, y: usize) -> f64 {
+        self.weights.map_or(1.0, |w| f64::from(w[y]))
+    }
+
+    fn eps_per_class(&self) -> f64 {
+        f64::from(self.smoothing) / self.cols as f64
+    }
+
+    /// Coefficients `c_j` of the loss (scaled by `k`) for a target.
+    fn coef<'r>(&'r self, t: Target<'r>, k: f64) -> Coef<'r> {
+        match t {
+            Target::Probs(y) => Coef {
+                w: self.weights,
+                y: Some(y),
+                k1: (k * (1.0 - f64::from(self.smoothing))) as f32,
+                k0: (k * self.eps_per_class()) as f32,
+            },
+            _ => Coef {
+                w: self.weights,
+                y: None,
+                k1: 0.0,
+                k0: k as f32,
+            },
+        }
+    }
+
+    /// `(T, D)`: the total of the coefficients and `Σ c_j (z'_j − m)`, from the
+    /// row as it is stored now. Only needed with smoothing or probabilities.
+    fn dots(&self, t: Target<'_>, row: &[f32], how: Logit, m: f32) -> (f64, f64) {
+        match t {
+            Target::Probs(_) => kernels::coef_dot(self.isa, row, how, m, self.coef(t, 1.0)),
+            Target::Label(_) if self.smoothing > 0.0 => {
+                let (_, d) = kernels::coef_dot(self.isa, row, how, m, self.coef(t, 1.0));
+                (self.weight_total, d)
+            }
+            _ => (self.weight_total, 0.0),
+        }
+    }
+
+    /// Cross-entropy of a kept row from `L`, `z'_y − m` and the dots.
+    fn ce(&self, t: Target<'_>, l: f64, zy_minus_m: f64, (total, dot): (f64, f64)) -> f64 {
+        match t {
+            Target::Label(y) => {
+                let keep = 1.0 - f64::from(self.smoothing);
+                let mut ce = keep * self.weight(y) * (l - zy_minus_m);
+                if self.smoothing > 0.0 {
+                    ce += self.eps_per_class() * (total * l - dot);
+                }
+                ce
+            }
+            Target::Probs(_) => total * l - dot,
+            Target::Ignored => 0.0,
+        }
+    }
+
+    /// The gradient's `p_j` coefficient before dividing by Σexp, and the
+    /// scaled coefficients `c_j`; the label correction is returned apart.
+    fn grad_terms<'r>(
+        &'r self,
+        i: usize,
+        t: Target<'r>,
+        total: f64,
+        lse: f64,
+    ) -> (f64, Coef<'r>, f64) {
+        let (ce_k, z_k) = self.grad_scales(i);
+        let z_part = z_k * 2.0 * f64::from(self.z_scale) * lse;
+        match t {
+            Target::Label(y) => {
+                let keep = 1.0 - f64::from(self.smoothing);
+                let a = ce_k * (keep * self.weight(y) + self.eps_per_class() * total) + z_part;
+                let coef = self.coef(t, ce_k * self.eps_per_class());
+                (a, coef, ce_k * keep * self.weight(y))
+            }
+            _ => (ce_k * total + z_part, self.coef(t, ce_k), 0.0),
+        }
+    }
+
+    fn z_loss(&self, lse: f64) -> f64 {
+        f64::from(self.z_scale) * lse * lse
+    }
+
+    fn argmax(&self, row: &[f32], want: bool) -> i32 {
+        if want {
+            kernels::argmax(self.isa, row) as i32
+        } else {
+            0
+        }
+    }
+
+    /// Forward only: nothing is written but the returned values.
+    pub(crate) fn forward_row(&self, i: usize, row: &[f32], want_argmax: bool) -> RowOut {
+        let t = target(self, i);
+        let how = self.logit;
+        let argmax = self.argmax(row, want_argmax);
+        let m = kernels::max(self.isa, row, how);
+        let sum = kernels::sum_exp(self.isa, Io::Read(row), how, m);
+        let zy = match t {
+            Target::Label(y) => kernels::logit_one(row[y], how).0,
+            _ => 0.0,
+        };
+        let dots = self.dots(t, row, how, m);
+        self.finish(t, m, sum, zy, dots, argmax)
+    }
+
+    fn finish(
+        &self,
+        t: Target<'_>,
+        m: f32,
+        sum: f64,
+        zy: f32,
+        dots: (f64, f64),
+        argmax: i32,
+    ) -> RowOut {
+        let l = sum.ln();
+        let lse = f64::from(m) + l;
+        if sum.is_nan() {
+            let ce = if matches!(t, Target::Ignored) {
+                0.0
+            } else {
+                f64::NAN
+            };
+            return RowOut {
+                ce,
+                z: ce,
+                lse: f32::NAN,
+                argmax,
+            };
+        }
+        let (ce, z) = match t {
+            Target::Ignored => (0.0, 0.0),
+            _ => (
+                self.ce(t, l, f64::from(zy) - f64::from(m), dots),
+                self.z_loss(lse),
+            ),
+        };
+        RowOut {
+            ce,
+            z,
+            lse: lse as f32,
+            argmax,
+        }
+    }
+
+    /// Forward and gradient of one row. `src` is the logits row, or `None`
+    /// when `dst` holds the logits (in place).
+    pub(crate) fn fused_row(
+        &self,
+        i: usize,
+        src: Option<&[f32]>,
+        dst: &mut [f32],
+        want_argmax: bool,
+    ) -> RowOut {
+        debug_assert_eq!(self.mode, Mode::Fused);
+        let t = target(self, i);
+        let isa = self.isa;
+        let argmax = self.argmax(src.unwrap_or(dst), want_argmax);
+        // Pass 1: the max; under a softcap also store t = tanh(z/cap) in dst,
+        // which then holds the row for the later passes.
+        let (m, how) = match self.logit {
+            Logit::Softcap(cap) => {
+                let io = match src {
+                    Some(s) => Io::Map(s, dst),
+                    None => Io::InPlace(dst),
+                };
+                (
+                    cap * kernels::tanh_store_max(isa, io, cap),
+                    Logit::Tanh(cap),
+                )
+            }
+            _ => (
+                kernels::max(isa, src.unwrap_or(dst), Logit::Raw),
+                Logit::Raw,
+            ),
+        };
+        let cur: &[f32] = if how == Logit::Raw {
+            src.unwrap_or(dst)
+        } else {
+            dst
+        };
+        let (zy, ty) = match t {
+            Target::Label(y) => kernels::logit_one(cur[y], how),
+            _ => (0.0, 0.0),
+        };
+        let dots = self.dots(t, cur, how, m);
+        // Pass 2: Σexp; without a softcap each exp(z − m) is kept in dst.
+        let sum = match (how, src) {
+            (Logit::Raw, Some(s)) => kernels::sum_exp(isa, Io::Map(s, dst), how, m),
+            (Logit::Raw, None) => kernels::sum_exp(isa, Io::InPlace(dst), how, m),
+            _ => kernels::sum_exp(isa, Io::Read(dst), how, m),
+        };
+        let out = self.finish(t, m, sum, zy, dots, argmax);
+        if matches!(t, Target::Ignored) {
+            dst.fill(0.0);
+        } else if sum.is_nan() {
+            dst.fill(f32::NAN);
+        } else {
+            let lse = f64::from(m) + sum.ln();
+            let (a, coef, label_k) = self.grad_terms(i, t, dots.0, lse);
+            let g = Grad {
+                logit: how,
+                stored_exp: how == Logit::Raw,
+                shift: m,
+                a: (a / sum) as f32,
+                coef,
+            };
+            kernels::grad(isa, Io::InPlace(dst), g);
+            self.fix_label(t, dst, label_k, ty);
+        }
+        out
+    }
+
+    /// Subtracts the label's one-hot term: `grad_y −= k·(1 − t_y²)`.
+    fn fix_label(&self, t: Target<'_>, dst: &mut [f32], k: f64, ty: f32) {
+        if let Target::Label(y) = t {
+            let f = match self.logit {
+                Logit::Raw => 1.0,
+                _ => (-ty).mul_add(ty, 1.0),
+            };
+            dst[y] -= (k as f32) * f;
+        }
+    }
+
+    /// Gradient of one row given the upstream gradient. `src` as for
+    /// [`Plan::fused_row`].
+    pub(crate) fn backward_row(&self, i: usize, src: Option<&[f32]>, dst: &mut [f32]) {
+        debug_assert_eq!(self.mode, Mode::Backward);
+        let t = target(self, i);
+        if matches!(t, Target::Ignored) {
+            dst.fill(0.0);
+            return;
+        }
+        let isa = self.isa;
+        let how = self.logit;
+        let row: &[f32] = src.unwrap_or(dst);
+        let given = self.upstream.and_then(|u| u.lse).map(|l| l[i]);
+        let lse = given.unwrap_or_else(|| {
+            let m = kernels::max(isa, row, how);
+            let sum = kernels::sum_exp(isa, Io::Read(row), how, m);
+            (f64::from(m) + sum.ln()) as f32
+        });
+        if lse.is_nan() {
+            dst.fill(f32::NAN);
+            return;
+        }
+        let ty = match t {
+            Target::Label(y) => kernels::logit_one(row[y], how).1,
+            _ => 0.0,
+        };
+        let total = match t {
+            Target::Probs(_) => self.dots(t, row, how, lse).0,
+            _ => self.weight_total,
+        };
+        let (a, coef, label_k) = self.grad_terms(i, t, total, f64::from(lse));
+        let g = Grad {
+            logit: how,
+            stored_exp: false,
+            shift: lse,
+            a: a as f32,
+            coef,
+        };
+        match src {
+            Some(s) => kernels::grad(isa, Io::Map(s, dst), g),
+            None => kernels::grad(isa, Io::InPlace(dst), g),
+        }
+        self.fix_label(t, dst, label_k, ty);
+    }
+}

@@ -1,0 +1,192 @@
+//! The safe API's inputs and outputs: matrices, targets, options, errors.
+
+use core::fmt;
+
+/// How row losses are combined, as in PyTorch's `reduction=`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Reduction {
+    /// Weighted mean over kept rows (`'mean'`).
+    #[default]
+    Mean,
+    /// Sum over rows (`'sum'`).
+    Sum,
+    /// One loss per row (`'none'`).
+    None,
+}
+
+/// A pool that runs `n_tasks` tasks, each index exactly once, and returns when
+/// all are done. Implemented by the C API for a caller's `parallel_for`.
+pub trait ParallelFor: Sync {
+    /// Runs `task(i)` for every `i` in `0..n_tasks`, in any order and on any threads.
+    fn run(&self, n_tasks: usize, task: &(dyn Fn(usize) + Sync));
+}
+
+/// Options shared by every call; [`Options::default`] matches PyTorch's defaults.
+#[derive(Clone, Copy)]
+pub struct Options<'a> {
+    /// How row losses are combined.
+    pub reduction: Reduction,
+    /// Rows whose label equals this are skipped (class-index targets only).
+    pub ignore_index: i32,
+    /// One weight per class, or `None` for all ones.
+    pub class_weights: Option<&'a [f32]>,
+    /// Label smoothing in `[0, 1]`.
+    pub label_smoothing: f32,
+    /// Adds `z_loss_scale · lse²` per kept row (≥ 0).
+    pub z_loss_scale: f32,
+    /// `z → cap·tanh(z / cap)` before everything else when `> 0`.
+    pub logit_softcap: f32,
+    /// 1 = the calling thread only; N = up to N threads; 0 = all cores for
+    /// large problems.
+    pub num_threads: u32,
+    /// The caller's pool; when set it runs the row blocks instead of xent's threads.
+    pub parallel_for: Option<&'a dyn ParallelFor>,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options {
+            reduction: Reduction::Mean,
+            ignore_index: -100,
+            class_weights: None,
+            label_smoothing: 0.0,
+            z_loss_scale: 0.0,
+            logit_softcap: 0.0,
+            num_threads: 0,
+            parallel_for: None,
+        }
+    }
+}
+
+impl fmt::Debug for Options<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Options")
+            .field("reduction", &self.reduction)
+            .field("ignore_index", &self.ignore_index)
+            .field("class_weights", &self.class_weights.map(<[f32]>::len))
+            .field("label_smoothing", &self.label_smoothing)
+            .field("z_loss_scale", &self.z_loss_scale)
+            .field("logit_softcap", &self.logit_softcap)
+            .field("num_threads", &self.num_threads)
+            .field("parallel_for", &self.parallel_for.is_some())
+            .finish()
+    }
+}
+
+/// A row-major matrix view: row `i` is `data[i·stride .. i·stride + cols]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Matrix<'a> {
+    /// At least `(rows − 1)·stride + cols` values (0 when `rows == 0`).
+    pub data: &'a [f32],
+    /// Number of rows.
+    pub rows: usize,
+    /// Number of columns (classes).
+    pub cols: usize,
+    /// Distance between row starts, `≥ cols`.
+    pub stride: usize,
+}
+
+/// A mutable row-major matrix view; only the first `cols` of each row are written.
+#[derive(Debug)]
+pub struct MatrixMut<'a> {
+    /// At least `(rows − 1)·stride + cols` values (0 when `rows == 0`).
+    pub data: &'a mut [f32],
+    /// Number of rows.
+    pub rows: usize,
+    /// Number of columns (classes).
+    pub cols: usize,
+    /// Distance between row starts, `≥ cols`.
+    pub stride: usize,
+}
+
+/// Where the logits come from and where their gradient goes.
+#[derive(Debug)]
+pub enum LogitsGrad<'a> {
+    /// Read `logits`, write the gradient into `grad` (same shape).
+    Separate {
+        /// The logits.
+        logits: Matrix<'a>,
+        /// The gradient, same rows and columns.
+        grad: MatrixMut<'a>,
+    },
+    /// The gradient overwrites the logits.
+    InPlace(MatrixMut<'a>),
+}
+
+/// What each row is compared with.
+#[derive(Clone, Copy, Debug)]
+pub enum Targets<'a> {
+    /// One class index per row (`ignore_index` skips a row).
+    Labels(&'a [i32]),
+    /// A probability row per logits row (rows need not sum to 1).
+    Probs(Matrix<'a>),
+}
+
+/// Outputs of a forward pass.
+#[derive(Debug)]
+pub struct ForwardOut<'a> {
+    /// 1 value for `Mean`/`Sum`, `rows` values for `None`.
+    pub loss: &'a mut [f32],
+    /// Optional log-sum-exp of each row (after softcap).
+    pub lse: Option<&'a mut [f32]>,
+    /// Optional index of each row's largest raw logit (first NaN, else first maximum).
+    pub argmax: Option<&'a mut [i32]>,
+}
+
+/// Inputs of a backward pass besides the logits.
+#[derive(Clone, Copy, Debug)]
+pub struct Upstream<'a> {
+    /// 1 value, or `rows` values for `Reduction::None`.
+    pub grad_loss: &'a [f32],
+    /// Optional per-row log-sum-exp from a forward call, to skip recomputing it.
+    pub lse: Option<&'a [f32]>,
+}
+
+/// The class of a failure; the C API's `XentStatus` codes map one to one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A required pointer was NULL (C API only).
+    NullPointer,
+    /// Sizes or strides do not describe a valid matrix, or buffers are too short.
+    InvalidShape,
+    /// An option or buffer arrangement is invalid.
+    InvalidArgument,
+    /// A label is outside `[0, classes)` and is not `ignore_index`.
+    LabelOutOfRange,
+    /// A size computation overflowed.
+    SizeOverflow,
+    /// Memory for the threaded path could not be allocated.
+    AllocationFailed,
+    /// A bug: a panic was caught, or a caller's pool skipped tasks.
+    Internal,
+}
+
+/// A failure with its class and a precise message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    /// The class of failure.
+    pub kind: ErrorKind,
+    /// What exactly was wrong.
+    pub message: String,
+}
+
+impl Error {
+    /// An error of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Result of the safe API.
+pub type Result<T> = core::result::Result<T, Error>;
