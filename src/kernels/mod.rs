@@ -14,6 +14,7 @@ pub(crate) mod simd;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+use std::cell::Cell;
 use std::sync::OnceLock;
 
 pub(crate) use rows::{Coef, Grad, Io, Logit};
@@ -63,14 +64,26 @@ impl Isa {
     }
 
     /// The path in use: [`Isa::best_available`] capped by `XENT_ISA`, read
-    /// once. An unknown value is ignored.
+    /// once (an unknown value is ignored), unless this thread set an override
+    /// with [`Isa::override_for_this_thread`].
     pub fn active() -> Isa {
+        if let Some(isa) = OVERRIDE.with(Cell::get) {
+            return isa.capped();
+        }
         static ACTIVE: OnceLock<Isa> = OnceLock::new();
         *ACTIVE.get_or_init(|| {
             let best = Isa::best_available();
             let cap = std::env::var("XENT_ISA").ok().and_then(|v| Isa::parse(&v));
             cap.map_or(best, |c| c.min(best))
         })
+    }
+
+    /// Makes calls started on this thread use `isa` (capped to what the CPU
+    /// has), or the process-wide choice again for `None`. For tests and
+    /// benchmarks that compare paths in one process.
+    #[doc(hidden)]
+    pub fn override_for_this_thread(isa: Option<Isa>) {
+        OVERRIDE.with(|o| o.set(isa));
     }
 
     /// Parses a path name as `XENT_ISA` spells it.
@@ -84,6 +97,10 @@ impl Isa {
     pub fn capped(self) -> Isa {
         self.min(Isa::best_available())
     }
+}
+
+thread_local! {
+    static OVERRIDE: Cell<Option<Isa>> = const { Cell::new(None) };
 }
 
 /// Generates, for each generic pass, one `#[target_feature]` shell per x86

@@ -276,12 +276,17 @@ impl Plan<'_> {
         let isa = self.isa;
         let how = self.logit;
         let row: &[f32] = src.unwrap_or(dst);
+        // p_j = exp(z'_j − m) / Σexp when computing it here (exact shift);
+        // with the caller's lse, p_j = exp(z'_j − lse), as precise as that f32.
         let given = self.upstream.and_then(|u| u.lse).map(|l| l[i]);
-        let lse = given.unwrap_or_else(|| {
-            let m = kernels::max(isa, row, how);
-            let sum = kernels::sum_exp(isa, Io::Read(row), how, m);
-            (f64::from(m) + sum.ln()) as f32
-        });
+        let (shift, inv_sum, lse) = match given {
+            Some(l) => (l, 1.0, f64::from(l)),
+            None => {
+                let m = kernels::max(isa, row, how);
+                let sum = kernels::sum_exp(isa, Io::Read(row), how, m);
+                (m, 1.0 / sum, f64::from(m) + sum.ln())
+            }
+        };
         if lse.is_nan() {
             dst.fill(f32::NAN);
             return;
@@ -291,15 +296,15 @@ impl Plan<'_> {
             _ => 0.0,
         };
         let total = match t {
-            Target::Probs(_) => self.dots(t, row, how, lse).0,
+            Target::Probs(_) => self.dots(t, row, how, shift).0,
             _ => self.weight_total,
         };
-        let (a, coef, label_k) = self.grad_terms(i, t, total, f64::from(lse));
+        let (a, coef, label_k) = self.grad_terms(i, t, total, lse);
         let g = Grad {
             logit: how,
             stored_exp: false,
-            shift: lse,
-            a: a as f32,
+            shift,
+            a: (a * inv_sum) as f32,
             coef,
         };
         match src {

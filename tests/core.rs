@@ -1,0 +1,443 @@
+//! The safe core against the float64 reference: random shapes (boundary sizes
+//! around the 16-lane width, strides with gaps), every option, every kernel
+//! path, extreme values (±1e4, −inf masks, NaN, +inf).
+
+mod support;
+
+use support::*;
+use xent::kernels::Isa;
+use xent::loss::*;
+
+const COLS: &[usize] = &[
+    1, 2, 3, 7, 10, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65, 100, 127, 128, 129, 1000, 1023,
+    1024, 1025, 2049,
+];
+
+#[derive(Clone, Copy, Debug)]
+enum Values {
+    Normal,
+    Huge,
+    Masked,
+    NanInf,
+}
+
+fn make_case(rng: &mut Rng, rows: usize, cols: usize, values: Values, soft: bool) -> Case {
+    let stride = cols + rng.pick(&[0, 0, 1, 3, 16]);
+    let offset = match values {
+        Values::Huge => rng.pick(&[1e4, -1e4]),
+        _ => 0.0,
+    };
+    let scale = rng.pick(&[0.5, 3.0, 20.0]);
+    let mut logits = vec![
+        f32::from_bits(0x7fc0_dead);
+        if rows == 0 {
+            0
+        } else {
+            (rows - 1) * stride + cols
+        }
+    ];
+    let ignore_index = rng.pick(&[-100, -1, 0, 3]);
+    let mut labels = vec![0i32; rows];
+    for i in 0..rows {
+        for j in 0..cols {
+            logits[i * stride + j] = (offset + scale * rng.normal()) as f32;
+        }
+        labels[i] = if rng.below(7) == 0 {
+            ignore_index
+        } else {
+            rng.below(cols) as i32
+        };
+        match values {
+            Values::Masked => {
+                for j in 0..cols {
+                    if rng.below(3) == 0 && j != labels[i].max(0) as usize {
+                        logits[i * stride + j] = f32::NEG_INFINITY;
+                    }
+                }
+            }
+            Values::NanInf if rng.below(4) == 0 => {
+                let bad = rng.pick(&[f32::NAN, f32::INFINITY]);
+                logits[i * stride + rng.below(cols)] = bad;
+            }
+            _ => {}
+        }
+    }
+    let mut probs = vec![0.0f32; rows * cols];
+    for p in probs.iter_mut() {
+        *p = if rng.below(3) == 0 {
+            0.0
+        } else {
+            rng.unit() as f32
+        };
+    }
+    // Most probability rows sum to 1, some do not.
+    for i in 0..rows {
+        if rng.below(4) != 0 {
+            let s: f32 = probs[i * cols..(i + 1) * cols].iter().sum();
+            if s > 0.0 {
+                probs[i * cols..(i + 1) * cols]
+                    .iter_mut()
+                    .for_each(|p| *p /= s);
+            }
+        }
+    }
+    // Soft targets on masked classes would be infinite loss; keep them 0.
+    if matches!(values, Values::Masked) {
+        for i in 0..rows {
+            for j in 0..cols {
+                if logits[i * stride + j] == f32::NEG_INFINITY {
+                    probs[i * cols + j] = 0.0;
+                }
+            }
+        }
+    }
+    let masked = matches!(values, Values::Masked);
+    let weights =
+        (rng.below(2) == 0).then(|| (0..cols).map(|_| (0.1 + 2.0 * rng.unit()) as f32).collect());
+    Case {
+        rows,
+        cols,
+        stride,
+        logits,
+        labels,
+        probs,
+        soft,
+        weights,
+        reduction: rng.pick(&[Reduction::Mean, Reduction::Sum, Reduction::None]),
+        ignore_index,
+        // Smoothing puts mass on masked classes: infinite loss, tested apart.
+        smoothing: if masked {
+            0.0
+        } else {
+            rng.pick(&[0.0, 0.0, 0.1, 1.0])
+        },
+        z_loss: rng.pick(&[0.0, 0.0, 1e-4]),
+        softcap: if masked {
+            0.0
+        } else {
+            rng.pick(&[0.0, 0.0, 15.0])
+        },
+    }
+}
+
+fn tolerance(c: &Case) -> f64 {
+    if c.softcap > 0.0 { 1e-4 } else { 2e-5 }
+}
+
+/// Checks one fused result against the reference.
+fn check(c: &Case, r: &reference::Out, f: &Fused, what: &str) {
+    check_with(c, r, f, what, 0.0);
+}
+
+/// As `check`, with `extra` added to the gradient's relative tolerance.
+fn check_with(c: &Case, r: &reference::Out, f: &Fused, what: &str, extra: f64) {
+    let tol = tolerance(c) + extra;
+    for (i, (&got, &want)) in f.loss.iter().zip(&r.loss).enumerate() {
+        assert!(
+            close(f64::from(got), want, tol, 1e-6),
+            "{what}: loss[{i}] {got} vs {want} in {c:?}"
+        );
+    }
+    for i in 0..c.rows {
+        assert!(
+            close(f64::from(f.lse[i]), r.lse[i], 1e-6, 1e-5),
+            "{what}: lse[{i}] {} vs {}",
+            f.lse[i],
+            r.lse[i]
+        );
+        assert_eq!(f.argmax[i] as usize, r.argmax[i], "{what}: argmax[{i}]");
+        let want = &r.grad[i * c.cols..(i + 1) * c.cols];
+        let scale = want
+            .iter()
+            .filter(|x| x.is_finite())
+            .fold(0.0f64, |a, &x| a.max(x.abs()));
+        for j in 0..c.cols {
+            let got = f64::from(f.grad[i * c.stride + j]);
+            assert!(
+                close(
+                    got,
+                    want[j],
+                    tol,
+                    tol * scale + (4.0 * f64::from(f32::EPSILON) + extra) * r.grad_terms[i]
+                ),
+                "{what}: grad[{i}][{j}] {got} vs {} (row scale {scale}) in case rows {} cols {} {:?}",
+                want[j],
+                c.rows,
+                c.cols,
+                c.options()
+            );
+        }
+    }
+}
+
+/// Padding between rows must be untouched by every write.
+fn check_padding(c: &Case, grad: &[f32], fill: &[f32]) {
+    for i in 0..c.rows.saturating_sub(1) {
+        for j in c.cols..c.stride {
+            let at = i * c.stride + j;
+            assert_eq!(
+                grad[at].to_bits(),
+                fill[at].to_bits(),
+                "padding at row {i} col {j} was written"
+            );
+        }
+    }
+}
+
+fn forward_only(c: &Case) -> (Vec<f32>, Vec<f32>, Vec<i32>) {
+    let mut loss = vec![0.0; c.loss_len()];
+    let mut lse = vec![0.0; c.rows];
+    let mut am = vec![0; c.rows];
+    let out = ForwardOut {
+        loss: &mut loss,
+        lse: Some(&mut lse),
+        argmax: Some(&mut am),
+    };
+    forward(c.matrix(), c.targets(), &c.options(), out).expect("valid");
+    (loss, lse, am)
+}
+
+fn backward_only(c: &Case, lse: Option<&[f32]>, in_place: bool) -> Vec<f32> {
+    let ones = vec![1.0f32; c.loss_len()];
+    let mut grad = if in_place {
+        c.logits.clone()
+    } else {
+        c.grad_buffer()
+    };
+    let io = if in_place {
+        LogitsGrad::InPlace(MatrixMut {
+            data: &mut grad,
+            rows: c.rows,
+            cols: c.cols,
+            stride: c.stride,
+        })
+    } else {
+        LogitsGrad::Separate {
+            logits: c.matrix(),
+            grad: MatrixMut {
+                data: &mut grad,
+                rows: c.rows,
+                cols: c.cols,
+                stride: c.stride,
+            },
+        }
+    };
+    backward(
+        io,
+        c.targets(),
+        &c.options(),
+        Upstream {
+            grad_loss: &ones,
+            lse,
+        },
+    )
+    .expect("valid");
+    grad
+}
+
+fn run_case(c: &Case) {
+    let r = c.reference();
+    let f = fused(c, false, |_| {});
+    check(c, &r, &f, "fused");
+    check_padding(c, &f.grad, &c.grad_buffer());
+    let inplace = fused(c, true, |_| {});
+    assert_eq!(
+        bits(&f.grad_dense(c)),
+        bits(&inplace.grad_dense(c)),
+        "in place differs"
+    );
+    check_padding(c, &inplace.grad, &c.logits);
+    let (loss, lse, am) = forward_only(c);
+    assert_eq!(
+        bits(&loss),
+        bits(&f.loss),
+        "forward loss differs from fused"
+    );
+    assert_eq!(bits(&lse), bits(&f.lse));
+    assert_eq!(am, f.argmax);
+    let g = backward_only(c, None, false);
+    let g_in_place = backward_only(c, None, true);
+    let bw = Fused {
+        grad: g,
+        ..f.clone()
+    };
+    check(c, &r, &bw, "backward");
+    assert_eq!(
+        bits(&bw.grad_dense(c)),
+        bits(
+            &Fused {
+                grad: g_in_place,
+                ..f.clone()
+            }
+            .grad_dense(c)
+        )
+    );
+    // With the forward's f32 lse, p = exp(z - lse) is as precise as that lse:
+    // relative error up to |lse|·2^-24 on top of the usual bound.
+    let with_lse = backward_only(c, Some(&lse), false);
+    let lse_ulp = lse
+        .iter()
+        .filter(|x| x.is_finite())
+        .fold(0.0f64, |a, &x| a.max(f64::from(x).abs()))
+        * 1.2e-7;
+    check_with(
+        c,
+        &r,
+        &Fused {
+            grad: with_lse,
+            ..f
+        },
+        "backward(lse)",
+        lse_ulp,
+    );
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+trait Dense {
+    fn grad_dense(&self, c: &Case) -> Vec<f32>;
+}
+impl Dense for Fused {
+    fn grad_dense(&self, c: &Case) -> Vec<f32> {
+        (0..c.rows)
+            .flat_map(|i| self.grad[i * c.stride..i * c.stride + c.cols].to_vec())
+            .collect()
+    }
+}
+
+fn for_each_isa(f: impl Fn(Isa)) {
+    for isa in [Isa::Scalar, Isa::Avx2, Isa::Avx512] {
+        if isa.capped() != isa {
+            println!("skipping {}: this CPU lacks it", isa.name());
+            continue;
+        }
+        Isa::override_for_this_thread(Some(isa));
+        f(isa);
+    }
+    Isa::override_for_this_thread(None);
+}
+
+#[test]
+fn random_cases_match_the_reference_on_every_path() {
+    for_each_isa(|isa| {
+        let mut rng = Rng(0x5eed ^ isa as u64);
+        for &cols in COLS {
+            for values in [Values::Normal, Values::Huge, Values::Masked, Values::NanInf] {
+                for soft in [false, true] {
+                    let rows = rng.pick(&[0, 1, 2, 5, 17, 40]);
+                    let c = make_case(&mut rng, rows, cols, values, soft);
+                    run_case(&c);
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn large_shapes_match_the_reference() {
+    let mut rng = Rng(42);
+    for (rows, cols) in [(3, 100_003), (10_000, 10), (64, 4097), (300, 1000)] {
+        for soft in [false, true] {
+            let c = make_case(&mut rng, rows, cols, Values::Normal, soft);
+            run_case(&c);
+        }
+    }
+}
+
+#[test]
+fn every_path_and_thread_count_gives_identical_bits() {
+    let mut rng = Rng(7);
+    for (rows, cols) in [(600, 1000), (40_000, 10), (9, 33_000), (3000, 129)] {
+        for soft in [false, true] {
+            let mut c = make_case(&mut rng, rows, cols, Values::NanInf, soft);
+            c.softcap = if soft { 20.0 } else { 0.0 };
+            c.smoothing = 0.1;
+            c.z_loss = 1e-4;
+            let base = {
+                Isa::override_for_this_thread(Some(Isa::Scalar));
+                let f = fused(&c, false, |o| o.num_threads = 1);
+                Isa::override_for_this_thread(None);
+                f
+            };
+            for_each_isa(|isa| {
+                for threads in [1, 2, 3, 0] {
+                    for in_place in [false, true] {
+                        let f = fused(&c, in_place, |o| o.num_threads = threads);
+                        let what = format!("{} threads={threads} in_place={in_place}", isa.name());
+                        assert_eq!(bits(&f.loss), bits(&base.loss), "loss: {what}");
+                        assert_eq!(bits(&f.lse), bits(&base.lse), "lse: {what}");
+                        assert_eq!(f.argmax, base.argmax, "argmax: {what}");
+                        assert_eq!(
+                            bits(&f.grad_dense(&c)),
+                            bits(&base.grad_dense(&c)),
+                            "grad: {what}"
+                        );
+                    }
+                }
+            });
+        }
+    }
+}
+
+#[test]
+fn the_reference_gradient_matches_finite_differences() {
+    let mut rng = Rng(99);
+    for soft in [false, true] {
+        for cols in [1, 3, 17] {
+            let mut c = make_case(&mut rng, 4, cols, Values::Normal, soft);
+            c.softcap = 5.0;
+            c.smoothing = 0.2;
+            c.z_loss = 0.01;
+            c.reduction = Reduction::Mean;
+            let r = c.reference();
+            let loss_at = |c: &Case| c.reference().loss[0];
+            // The reference works in f64 from f32 inputs, so perturb in a
+            // copy whose logits are exactly representable steps.
+            let h = 1.0f32 / 64.0;
+            for i in 0..c.rows {
+                for j in 0..cols {
+                    let at = i * c.stride + j;
+                    let mut plus = c.clone();
+                    plus.logits[at] += h;
+                    let mut minus = c.clone();
+                    minus.logits[at] -= h;
+                    let fd = (loss_at(&plus) - loss_at(&minus)) / (2.0 * f64::from(h));
+                    let an = r.grad[i * cols + j];
+                    assert!(
+                        (fd - an).abs() <= 1e-3 * (1.0 + an.abs()),
+                        "fd {fd} vs analytic {an} at {i},{j}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn xent_gradient_matches_finite_differences_of_xent_loss() {
+    let mut rng = Rng(5);
+    for soft in [false, true] {
+        let mut c = make_case(&mut rng, 3, 20, Values::Normal, soft);
+        c.reduction = Reduction::Sum;
+        c.smoothing = 0.1;
+        c.softcap = 8.0;
+        let f = fused(&c, false, |_| {});
+        let h = 1.0f32 / 32.0;
+        for at in [0usize, 7, 19, c.stride + 3, 2 * c.stride + 19] {
+            let mut plus = c.clone();
+            plus.logits[at] += h;
+            let mut minus = c.clone();
+            minus.logits[at] -= h;
+            let lp = f64::from(forward_only(&plus).0[0]);
+            let lm = f64::from(forward_only(&minus).0[0]);
+            let fd = (lp - lm) / (2.0 * f64::from(h));
+            let an = f64::from(f.grad[at]);
+            assert!(
+                (fd - an).abs() <= 2e-3 * (1.0 + an.abs()),
+                "fd {fd} vs {an} at {at}"
+            );
+        }
+    }
+}
