@@ -2,6 +2,8 @@
 //! around the 16-lane width, strides with gaps), every option, every kernel
 //! path, extreme values (±1e4, −inf masks, NaN, +inf).
 
+#![allow(clippy::needless_range_loop)]
+
 mod support;
 
 use support::*;

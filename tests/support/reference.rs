@@ -97,7 +97,7 @@ pub fn compute(c: &Case) -> Out {
             dz[i * k + j] = 2.0 * s * l * p[j] * zc[j].1;
         }
         let nan_row = raw.iter().any(|x| x.is_nan())
-            || (cap == 0.0 && raw.iter().any(|&x| x == f64::INFINITY));
+            || (cap == 0.0 && raw.contains(&f64::INFINITY));
         if nan_row {
             row_ce[i] = f64::NAN;
             row_z[i] = f64::NAN;
