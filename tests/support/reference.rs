@@ -96,8 +96,8 @@ pub fn compute(c: &Case) -> Out {
             dce[i * k + j] = (total * p[j] - coef[j]) * zc[j].1;
             dz[i * k + j] = 2.0 * s * l * p[j] * zc[j].1;
         }
-        let nan_row = raw.iter().any(|x| x.is_nan())
-            || (cap == 0.0 && raw.contains(&f64::INFINITY));
+        let nan_row =
+            raw.iter().any(|x| x.is_nan()) || (cap == 0.0 && raw.contains(&f64::INFINITY));
         if nan_row {
             row_ce[i] = f64::NAN;
             row_z[i] = f64::NAN;

@@ -1,0 +1,331 @@
+/* The C harness: every function, every status code it can provoke, in-place
+ * use, a pthread parallel_for, concurrent calls. Built by tests/c_harness.rs
+ * with -std=c11 -Wall -Wextra -Wpedantic -Werror, against the shared and the
+ * static library; also run under valgrind by `make test`. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "xent.h"
+
+static int failures = 0;
+static int checks = 0;
+
+#define CHECK(cond, ...)                                                   \
+    do {                                                                   \
+        checks++;                                                          \
+        if (!(cond)) {                                                     \
+            failures++;                                                    \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                  \
+            fprintf(stderr, "\n");                                         \
+        }                                                                  \
+    } while (0)
+
+#define ROWS 37
+#define CLASSES 45
+#define STRIDE 48
+
+static float logits[ROWS * STRIDE];
+static int32_t labels[ROWS];
+static float probs[ROWS * CLASSES];
+
+static double ref_row_loss(const float *z, size_t c, int32_t y, double *lse) {
+    double m = -INFINITY, s = 0.0;
+    for (size_t j = 0; j < c; j++) m = z[j] > m ? z[j] : m;
+    for (size_t j = 0; j < c; j++) s += exp(z[j] - m);
+    *lse = m + log(s);
+    return *lse - z[y];
+}
+
+static void fill(void) {
+    unsigned x = 12345;
+    for (size_t i = 0; i < ROWS * STRIDE; i++) {
+        x = x * 1103515245u + 12345u;
+        logits[i] = ((float)((x >> 8) % 20000) / 1000.0f) - 10.0f;
+    }
+    for (size_t i = 0; i < ROWS; i++) {
+        labels[i] = (int32_t)((i * 7) % CLASSES);
+        for (size_t j = 0; j < CLASSES; j++) probs[i * CLASSES + j] = j == (size_t)labels[i] ? 1.0f : 0.0f;
+    }
+}
+
+static int same_bits(const float *a, const float *b, size_t rows, size_t cols, size_t sa, size_t sb) {
+    for (size_t i = 0; i < rows; i++)
+        if (memcmp(a + i * sa, b + i * sb, cols * sizeof(float)) != 0) return 0;
+    return 1;
+}
+
+static void test_meta(void) {
+    char want[64];
+    snprintf(want, sizeof want, "%d.%d.%d", XENT_VERSION_MAJOR, XENT_VERSION_MINOR, XENT_VERSION_PATCH);
+    CHECK(strcmp(xent_version(), want) == 0, "version %s vs macros %s", xent_version(), want);
+    CHECK(strcmp(xent_version(), XENT_VERSION) == 0, "XENT_VERSION %s", XENT_VERSION);
+    for (XentStatus a = 0; a <= 8; a++) {
+        CHECK(xent_status_message(a) != NULL && xent_status_message(a)[0] != '\0', "message %u", a);
+        for (XentStatus b = 0; b < a; b++)
+            CHECK(strcmp(xent_status_message(a), xent_status_message(b)) != 0, "messages %u and %u equal", a, b);
+    }
+    CHECK(xent_status_message(0xffffffffu) != NULL, "unknown status message");
+    const char *isa = xent_active_isa();
+    CHECK(!strcmp(isa, "scalar") || !strcmp(isa, "avx2") || !strcmp(isa, "avx512"), "isa %s", isa);
+    XentOptions o = xent_options_default();
+    CHECK(o.struct_size == sizeof(XentOptions), "struct_size %zu", o.struct_size);
+    CHECK(o.reduction == XENT_REDUCTION_MEAN && o.ignore_index == -100 && o.class_weights == NULL, "defaults");
+    CHECK(o.label_smoothing == 0.0f && o.z_loss_scale == 0.0f && o.logit_softcap == 0.0f, "defaults");
+    CHECK(o.num_threads == 0 && o.parallel_for == NULL && o.parallel_ctx == NULL, "defaults");
+    CHECK(xent_last_error() != NULL, "last_error never NULL");
+}
+
+static void test_values(void) {
+    float loss, lse[ROWS];
+    int32_t am[ROWS];
+    CHECK(xent_forward(logits, ROWS, CLASSES, STRIDE, labels, NULL, &loss, lse, am) == XENT_STATUS_OK, "%s", xent_last_error());
+    double total = 0.0;
+    for (size_t i = 0; i < ROWS; i++) {
+        double l;
+        total += ref_row_loss(logits + i * STRIDE, CLASSES, labels[i], &l);
+        CHECK(fabs(lse[i] - l) < 1e-5 * (1 + fabs(l)), "lse[%zu] %f vs %f", i, lse[i], l);
+        int best = 0;
+        for (int j = 1; j < CLASSES; j++) if (logits[i * STRIDE + j] > logits[i * STRIDE + best]) best = j;
+        CHECK(am[i] == best, "argmax[%zu] %d vs %d", i, am[i], best);
+    }
+    CHECK(fabs(loss - total / ROWS) < 1e-5 * (total / ROWS), "loss %f vs %f", loss, total / ROWS);
+
+    /* fused = forward + backward; in place = separate; soft one-hot = labels */
+    static float g1[ROWS * STRIDE], g2[ROWS * STRIDE], g3[ROWS * STRIDE], inplace[ROWS * STRIDE];
+    float l1, l2, l3, one = 1.0f;
+    CHECK(xent_forward_backward(logits, ROWS, CLASSES, STRIDE, labels, NULL, &l1, NULL, NULL, g1, STRIDE) == 0, "%s", xent_last_error());
+    CHECK(l1 == loss, "fused loss %f vs forward %f", l1, loss);
+    CHECK(xent_backward(logits, ROWS, CLASSES, STRIDE, labels, NULL, &one, NULL, g2, CLASSES) == 0, "%s", xent_last_error());
+    for (size_t k = 0; k < ROWS * CLASSES; k++) {
+        size_t i = k / CLASSES, j = k % CLASSES;
+        CHECK(fabsf(g1[i * STRIDE + j] - g2[k]) < 1e-7f, "backward vs fused at %zu,%zu", i, j);
+    }
+    for (size_t i = 0; i < ROWS * STRIDE; i++) inplace[i] = (i % STRIDE) < CLASSES ? logits[i] : 777.0f;
+    CHECK(xent_forward_backward(inplace, ROWS, CLASSES, STRIDE, labels, NULL, &l2, NULL, NULL, inplace, STRIDE) == 0, "%s", xent_last_error());
+    CHECK(l2 == l1 && same_bits(inplace, g1, ROWS, CLASSES, STRIDE, STRIDE), "in place differs");
+    for (size_t i = 0; i + 1 < ROWS; i++)
+        for (size_t j = CLASSES; j < STRIDE; j++) CHECK(inplace[i * STRIDE + j] == 777.0f, "padding written");
+    CHECK(xent_soft_forward_backward(logits, ROWS, CLASSES, STRIDE, probs, CLASSES, NULL, &l3, NULL, NULL, g3, STRIDE) == 0, "%s", xent_last_error());
+    CHECK(fabsf(l3 - l1) < 1e-6f * l1, "soft loss %f vs %f", l3, l1);
+    for (size_t i = 0; i < ROWS; i++)
+        for (size_t j = 0; j < CLASSES; j++)
+            CHECK(fabsf(g3[i * STRIDE + j] - g1[i * STRIDE + j]) < 1e-7f, "soft grad %zu,%zu", i, j);
+    float l4;
+    CHECK(xent_soft_forward(logits, ROWS, CLASSES, STRIDE, probs, CLASSES, NULL, &l4, NULL, NULL) == 0 && l4 == l3, "soft forward");
+    CHECK(xent_soft_backward(logits, ROWS, CLASSES, STRIDE, probs, CLASSES, NULL, &one, lse, g2, CLASSES) == 0, "soft backward");
+    for (size_t k = 0; k < ROWS * CLASSES; k++)
+        CHECK(fabsf(g2[k] - g3[(k / CLASSES) * STRIDE + k % CLASSES]) < 1e-6f, "soft backward %zu", k);
+
+    /* zero rows: MEAN is NaN, SUM is 0, NULL buffers are fine */
+    XentOptions o = xent_options_default();
+    float z = 5.0f;
+    CHECK(xent_forward(NULL, 0, CLASSES, CLASSES, NULL, &o, &z, NULL, NULL) == 0 && isnan(z), "empty mean");
+    o.reduction = XENT_REDUCTION_SUM;
+    CHECK(xent_forward_backward(NULL, 0, CLASSES, CLASSES, NULL, &o, &z, NULL, NULL, NULL, CLASSES) == 0 && z == 0.0f, "empty sum");
+    o.reduction = XENT_REDUCTION_NONE;
+    CHECK(xent_forward(NULL, 0, CLASSES, CLASSES, NULL, &o, NULL, NULL, NULL) == 0, "empty none");
+}
+
+/* ---- bad input: status, message, nothing written ---- */
+
+#define SENTINEL 12345.0f
+
+static float out_loss[ROWS], out_lse[ROWS], out_grad[ROWS * STRIDE];
+static int32_t out_am[ROWS];
+
+static void reset_outputs(void) {
+    for (size_t i = 0; i < ROWS; i++) { out_loss[i] = SENTINEL; out_lse[i] = SENTINEL; out_am[i] = 999; }
+    for (size_t i = 0; i < ROWS * STRIDE; i++) out_grad[i] = SENTINEL;
+}
+
+static int untouched(void) {
+    for (size_t i = 0; i < ROWS; i++)
+        if (out_loss[i] != SENTINEL || out_lse[i] != SENTINEL || out_am[i] != 999) return 0;
+    for (size_t i = 0; i < ROWS * STRIDE; i++) if (out_grad[i] != SENTINEL) return 0;
+    return 1;
+}
+
+static void expect_fb(XentStatus want, const char *msg_part, const float *lg, size_t rows, size_t classes, size_t stride,
+                      const int32_t *lab, const XentOptions *o, float *grad, size_t gstride, int line) {
+    reset_outputs();
+    XentStatus s = xent_forward_backward(lg, rows, classes, stride, lab, o, out_loss, out_lse, out_am, grad, gstride);
+    CHECK(s == want, "line %d: status %u, want %u (%s)", line, s, want, xent_last_error());
+    CHECK(want == XENT_STATUS_OK || untouched(), "line %d: outputs written on failure", line);
+    CHECK(msg_part == NULL || strstr(xent_last_error(), msg_part) != NULL, "line %d: message '%s' lacks '%s'", line,
+          xent_last_error(), msg_part);
+}
+
+#define EXPECT(want, part, ...) expect_fb(want, part, __VA_ARGS__, __LINE__)
+
+static void test_errors(void) {
+    XentOptions o = xent_options_default();
+    EXPECT(XENT_STATUS_NULL_POINTER, "logits", NULL, ROWS, CLASSES, STRIDE, labels, &o, out_grad, STRIDE);
+    EXPECT(XENT_STATUS_NULL_POINTER, "labels", logits, ROWS, CLASSES, STRIDE, NULL, &o, out_grad, STRIDE);
+    EXPECT(XENT_STATUS_NULL_POINTER, "grad_logits", logits, ROWS, CLASSES, STRIDE, labels, &o, NULL, STRIDE);
+    EXPECT(XENT_STATUS_INVALID_SHAPE, "classes", logits, ROWS, 0, STRIDE, labels, &o, out_grad, STRIDE);
+    EXPECT(XENT_STATUS_INVALID_SHAPE, "stride", logits, ROWS, CLASSES, CLASSES - 1, labels, &o, out_grad, STRIDE);
+    EXPECT(XENT_STATUS_INVALID_SHAPE, "stride", logits, ROWS, CLASSES, STRIDE, labels, &o, out_grad, 3);
+    EXPECT(XENT_STATUS_SIZE_OVERFLOW, "overflow", logits, (size_t)1 << 40, CLASSES, (size_t)1 << 30, labels, &o, out_grad, STRIDE);
+    int32_t bad[ROWS];
+    memcpy(bad, labels, sizeof bad);
+    bad[17] = CLASSES;
+    char msg[128];
+    snprintf(msg, sizeof msg, "label %d at row 17 is outside [0, %d)", CLASSES, CLASSES);
+    EXPECT(XENT_STATUS_LABEL_OUT_OF_RANGE, msg, logits, ROWS, CLASSES, STRIDE, bad, &o, out_grad, STRIDE);
+    bad[17] = -5;
+    EXPECT(XENT_STATUS_LABEL_OUT_OF_RANGE, "label -5 at row 17", logits, ROWS, CLASSES, STRIDE, bad, &o, out_grad, STRIDE);
+    o.ignore_index = -5; /* now it is ignored */
+    EXPECT(XENT_STATUS_OK, NULL, logits, ROWS, CLASSES, STRIDE, bad, &o, out_grad, STRIDE);
+    o = xent_options_default();
+    o.reduction = 7;
+    EXPECT(XENT_STATUS_INVALID_ARGUMENT, "reduction 7", logits, ROWS, CLASSES, STRIDE, labels, &o, out_grad, STRIDE);
+    o = xent_options_default();
+    o.label_smoothing = 1.5f;
+    EXPECT(XENT_STATUS_INVALID_ARGUMENT, "label_smoothing", logits, ROWS, CLASSES, STRIDE, labels, &o, out_grad, STRIDE);
+    o.label_smoothing = NAN;
+    EXPECT(XENT_STATUS_INVALID_ARGUMENT, "label_smoothing", logits, ROWS, CLASSES, STRIDE, labels, &o, out_grad, STRIDE);
+    o = xent_options_default();
+    o.logit_softcap = -1.0f;
+    EXPECT(XENT_STATUS_INVALID_ARGUMENT, "logit_softcap", logits, ROWS, CLASSES, STRIDE, labels, &o, out_grad, STRIDE);
+    o = xent_options_default();
+    o.z_loss_scale = NAN;
+    EXPECT(XENT_STATUS_INVALID_ARGUMENT, "z_loss_scale", logits, ROWS, CLASSES, STRIDE, labels, &o, out_grad, STRIDE);
+    o = xent_options_default();
+    o.struct_size = 0;
+    EXPECT(XENT_STATUS_INVALID_ARGUMENT, "struct_size", logits, ROWS, CLASSES, STRIDE, labels, &o, out_grad, STRIDE);
+    o.struct_size = sizeof(XentOptions) + 8;
+    EXPECT(XENT_STATUS_INVALID_ARGUMENT, "struct_size", logits, ROWS, CLASSES, STRIDE, labels, &o, out_grad, STRIDE);
+    /* An older, shorter struct: fields past it keep defaults (reduction SUM is read). */
+    o = xent_options_default();
+    o.reduction = XENT_REDUCTION_SUM;
+    o.label_smoothing = 2.0f; /* past struct_size: ignored */
+    o.struct_size = offsetof(XentOptions, label_smoothing);
+    EXPECT(XENT_STATUS_OK, NULL, logits, ROWS, CLASSES, STRIDE, labels, &o, out_grad, STRIDE);
+    /* Overlaps: gradient partly over logits, lse over the gradient. */
+    static float buf[ROWS * STRIDE + 8];
+    memcpy(buf, logits, sizeof logits);
+    o = xent_options_default();
+    EXPECT(XENT_STATUS_INVALID_ARGUMENT, "overlaps", buf, ROWS, CLASSES, STRIDE, labels, &o, buf + 1, STRIDE);
+    EXPECT(XENT_STATUS_INVALID_ARGUMENT, "overlaps", buf, ROWS, CLASSES, STRIDE, labels, &o, buf, CLASSES);
+    reset_outputs();
+    float l;
+    CHECK(xent_forward_backward(logits, ROWS, CLASSES, STRIDE, labels, NULL, &l, out_grad + 5, NULL, out_grad, STRIDE) ==
+              XENT_STATUS_INVALID_ARGUMENT, "lse inside grad");
+    /* Misaligned pointer. */
+    EXPECT(XENT_STATUS_INVALID_ARGUMENT, "aligned", (const float *)((const char *)logits + 1), ROWS, CLASSES, STRIDE,
+           labels, &o, out_grad, STRIDE);
+    /* backward: NULL grad_loss */
+    CHECK(xent_backward(logits, ROWS, CLASSES, STRIDE, labels, NULL, NULL, NULL, out_grad, STRIDE) == XENT_STATUS_NULL_POINTER, "grad_loss NULL");
+    CHECK(strstr(xent_last_error(), "grad_loss") != NULL, "message %s", xent_last_error());
+}
+
+/* ---- parallel_for on pthreads, and a pool that skips tasks ---- */
+
+typedef struct {
+    XentTaskFn task;
+    void *ctx;
+    size_t n;
+    atomic_size_t next;
+} Job;
+
+static void *worker(void *arg) {
+    Job *j = arg;
+    for (size_t i; (i = atomic_fetch_add(&j->next, 1)) < j->n;) j->task(j->ctx, i);
+    return NULL;
+}
+
+static atomic_int pool_calls;
+
+static void pthread_pool(void *pctx, size_t n, XentTaskFn task, void *tctx) {
+    (void)pctx;
+    atomic_fetch_add(&pool_calls, 1);
+    Job j = {task, tctx, n, 0};
+    pthread_t t[3];
+    for (int k = 0; k < 3; k++) pthread_create(&t[k], NULL, worker, &j);
+    worker(&j);
+    for (int k = 0; k < 3; k++) pthread_join(t[k], NULL);
+}
+
+static void lazy_pool(void *pctx, size_t n, XentTaskFn task, void *tctx) {
+    (void)pctx;
+    for (size_t i = 0; i + 1 < n; i++) task(tctx, i); /* skips the last task */
+}
+
+#define BIG_ROWS 2000
+#define BIG_CLASSES 200
+
+static float big[BIG_ROWS * BIG_CLASSES], big_g1[BIG_ROWS * BIG_CLASSES], big_g2[BIG_ROWS * BIG_CLASSES];
+static int32_t big_labels[BIG_ROWS];
+
+static void test_parallel(void) {
+    unsigned x = 7;
+    for (size_t i = 0; i < BIG_ROWS * BIG_CLASSES; i++) {
+        x = x * 1664525u + 1013904223u;
+        big[i] = (float)(x >> 9) / (float)(1 << 23) * 8.0f - 4.0f;
+    }
+    for (size_t i = 0; i < BIG_ROWS; i++) big_labels[i] = (int32_t)(i % BIG_CLASSES);
+    XentOptions o = xent_options_default();
+    o.num_threads = 1;
+    float l1, l2;
+    CHECK(xent_forward_backward(big, BIG_ROWS, BIG_CLASSES, BIG_CLASSES, big_labels, &o, &l1, NULL, NULL, big_g1, BIG_CLASSES) == 0, "serial");
+    o.parallel_for = pthread_pool;
+    CHECK(xent_forward_backward(big, BIG_ROWS, BIG_CLASSES, BIG_CLASSES, big_labels, &o, &l2, NULL, NULL, big_g2, BIG_CLASSES) == 0, "pool");
+    CHECK(atomic_load(&pool_calls) == 1, "pool used %d times", atomic_load(&pool_calls));
+    CHECK(memcmp(&l1, &l2, sizeof l1) == 0 && memcmp(big_g1, big_g2, sizeof big_g1) == 0, "pool result differs");
+    o.parallel_for = NULL;
+    o.num_threads = 2;
+    CHECK(xent_forward_backward(big, BIG_ROWS, BIG_CLASSES, BIG_CLASSES, big_labels, &o, &l2, NULL, NULL, big_g2, BIG_CLASSES) == 0, "threads");
+    CHECK(memcmp(&l1, &l2, sizeof l1) == 0 && memcmp(big_g1, big_g2, sizeof big_g1) == 0, "threads result differs");
+    o.num_threads = 0;
+    o.parallel_for = lazy_pool;
+    CHECK(xent_forward_backward(big, BIG_ROWS, BIG_CLASSES, BIG_CLASSES, big_labels, &o, &l2, NULL, NULL, big_g2, BIG_CLASSES) ==
+              XENT_STATUS_INTERNAL_ERROR, "lazy pool must be reported");
+    CHECK(strstr(xent_last_error(), "parallel_for") != NULL, "message %s", xent_last_error());
+}
+
+/* ---- many threads at once; last_error is per thread ---- */
+
+static void *hammer(void *arg) {
+    size_t id = (size_t)arg;
+    static float g[8][ROWS * STRIDE];
+    float l;
+    int ok = 1;
+    for (int it = 0; it < 50; it++) {
+        ok &= xent_forward_backward(logits, ROWS, CLASSES, STRIDE, labels, NULL, &l, NULL, NULL, g[id], STRIDE) == 0;
+        int32_t bad[ROWS];
+        memcpy(bad, labels, sizeof bad);
+        bad[id] = 1000 + (int32_t)id;
+        ok &= xent_forward(logits, ROWS, CLASSES, STRIDE, bad, NULL, &l, NULL, NULL) == XENT_STATUS_LABEL_OUT_OF_RANGE;
+        char want[64];
+        snprintf(want, sizeof want, "label %d at row %zu", 1000 + (int)id, id);
+        ok &= strstr(xent_last_error(), want) != NULL;
+    }
+    return (void *)(size_t)ok;
+}
+
+static void test_threads(void) {
+    pthread_t t[8];
+    for (size_t k = 0; k < 8; k++) pthread_create(&t[k], NULL, hammer, (void *)k);
+    for (size_t k = 0; k < 8; k++) {
+        void *r;
+        pthread_join(t[k], &r);
+        CHECK(r == (void *)1, "thread %zu saw a wrong result or another thread's error", k);
+    }
+}
+
+int main(void) {
+    fill();
+    test_meta();
+    test_values();
+    test_errors();
+    test_parallel();
+    test_threads();
+    printf("%d passed, %d failed\n", checks - failures, failures);
+    return failures != 0;
+}

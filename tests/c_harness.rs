@@ -1,0 +1,75 @@
+//! Builds c_tests/harness.c against include/xent.h with the compiler the `cc`
+//! crate finds, links it once with the shared and once with the static
+//! library that this `cargo test` built, and runs both.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// target/<profile>/deps: where `cargo test` leaves the freshly built
+/// libxent.so and libxent.a (the copies one level up are only refreshed by
+/// `cargo build`).
+fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    exe.parent().expect("target/<profile>/deps").to_path_buf()
+}
+
+fn compile(out: &Path, link: &[&str]) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let tool = cc::Build::new()
+        .cargo_metadata(false)
+        .target(&target())
+        .host(&target())
+        .opt_level(1)
+        .warnings_into_errors(true)
+        .get_compiler();
+    let mut cmd = tool.to_command();
+    cmd.args([
+        "-std=c11",
+        "-Wall",
+        "-Wextra",
+        "-Wpedantic",
+        "-Werror",
+        "-g",
+    ])
+    .arg("-I")
+    .arg(root.join("include"))
+    .arg(root.join("c_tests/harness.c"))
+    .arg("-o")
+    .arg(out)
+    .args(link)
+    .args(["-lpthread", "-lm", "-ldl"]);
+    let status = cmd.status().expect("C compiler runs");
+    assert!(status.success(), "compiling the C harness failed: {cmd:?}");
+}
+
+fn target() -> String {
+    format!("{}-unknown-linux-gnu", std::env::consts::ARCH)
+}
+
+fn run(exe: &Path) {
+    let out = Command::new(exe).output().expect("harness runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    print!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{} failed", exe.display());
+    assert!(text.contains(" passed, 0 failed"), "no summary line");
+}
+
+#[test]
+fn c_harness_against_the_shared_library() {
+    let dir = lib_dir();
+    let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join("harness_shared");
+    let rpath = format!("-Wl,-rpath,{}", dir.display());
+    compile(
+        &exe,
+        &["-L", dir.to_str().expect("utf-8 path"), "-lxent", &rpath],
+    );
+    run(&exe);
+}
+
+#[test]
+fn c_harness_against_the_static_library() {
+    let dir = lib_dir();
+    let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join("harness_static");
+    compile(&exe, &[dir.join("libxent.a").to_str().expect("utf-8 path")]);
+    run(&exe);
+}
