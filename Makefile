@@ -1,0 +1,52 @@
+# xent: the two commands a fresh machine needs are `make demo` and `make test`.
+CC ?= cc
+CFLAGS_C = -std=c11 -Wall -Wextra -Wpedantic -Werror -O2 -I include
+RELEASE = target/release
+HARNESS = target/tmp/harness_shared
+SAN_HARNESS = target/tmp/harness_asan
+
+.PHONY: all build demo test test-rust test-valgrind test-asan lint bench bench-compare clean
+
+all: build
+
+build:
+	cargo build --release
+
+# Build the library and header, compile the C example against the shared
+# library, and train on the bundled digits.
+demo: build
+	$(CC) $(CFLAGS_C) examples/train_digits.c -L $(RELEASE) -lxent -lm -Wl,-rpath,$(CURDIR)/$(RELEASE) -o $(RELEASE)/train_digits
+	$(RELEASE)/train_digits examples/data/digits.csv
+
+# Every test: the Rust suites (reference, golden, paths, threads, header,
+# C harness against the shared and static library), then the C harness under
+# valgrind (if installed) and under AddressSanitizer + UBSan.
+test: test-rust test-valgrind test-asan
+
+test-rust:
+	cargo test
+
+test-valgrind: test-rust
+	@if command -v valgrind >/dev/null; then \
+		valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite -q $(HARNESS); \
+	else echo "valgrind not installed: skipping the valgrind run (ASan still runs)"; fi
+
+test-asan: test-rust
+	$(CC) $(CFLAGS_C) -g -O1 -fsanitize=address,undefined -fno-omit-frame-pointer c_tests/harness.c \
+		-L target/debug/deps -lxent -lpthread -lm -Wl,-rpath,$(CURDIR)/target/debug/deps -o $(SAN_HARNESS)
+	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1 $(SAN_HARNESS)
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets -- -D warnings
+	git diff --exit-code -- include/xent.h
+
+# Benchmarks are not tests: run them on a quiet machine.
+bench:
+	cargo bench --bench xent
+
+bench-compare: build
+	python3 bench/compare.py
+
+clean:
+	cargo clean
