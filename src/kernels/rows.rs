@@ -69,51 +69,64 @@ fn load_at<S: Simd>(s: S, v: &[f32], off: usize, n: usize) -> S::V {
     }
 }
 
-/// Calls `f(x, offset, valid_lanes)` on each chunk in order; for `Map` and
-/// `InPlace` the value `f` returns is stored back. Tail lanes hold `fill`.
-#[inline(always)]
-fn for_chunks<S: Simd>(s: S, io: Io<'_>, fill: f32, mut f: impl FnMut(S::V, usize, usize) -> S::V) {
-    match io {
-        Io::Read(src) => {
-            let mut it = src.chunks_exact(LANES);
-            for (k, c) in it.by_ref().enumerate() {
-                f(s.load(c.try_into().expect("16 lanes")), k * LANES, LANES);
+/// Evaluates `body` on each chunk in order, with `x` the loaded lanes, `off`
+/// the chunk's first index and `n` its valid lanes (16 except in the tail,
+/// whose other lanes hold `fill`); for `Map` and `InPlace` the body's value
+/// is stored back. A macro rather than a closure so the body is expanded
+/// inside the `#[target_feature]` shell and its intrinsics inline.
+macro_rules! for_chunks {
+    ($s:expr, $io:expr, $fill:expr, |$x:ident, $off:pat_param, $n:pat_param| $body:expr) => {{
+        let s = $s;
+        match $io {
+            Io::Read(src) => {
+                let mut it = src.chunks_exact(LANES);
+                for (k, c) in it.by_ref().enumerate() {
+                    let ($x, $off, $n) =
+                        (s.load(c.try_into().expect("16 lanes")), k * LANES, LANES);
+                    let _ = $body;
+                }
+                let r = it.remainder();
+                if !r.is_empty() {
+                    let ($x, $off, $n) = (s.load_tail(r, $fill), src.len() - r.len(), r.len());
+                    let _ = $body;
+                }
             }
-            let r = it.remainder();
-            if !r.is_empty() {
-                f(s.load_tail(r, fill), src.len() - r.len(), r.len());
+            Io::Map(src, dst) => {
+                assert_eq!(src.len(), dst.len());
+                let len = src.len();
+                let mut si = src.chunks_exact(LANES);
+                let mut di = dst.chunks_exact_mut(LANES);
+                for (k, (a, b)) in si.by_ref().zip(di.by_ref()).enumerate() {
+                    let ($x, $off, $n) =
+                        (s.load(a.try_into().expect("16 lanes")), k * LANES, LANES);
+                    let y = $body;
+                    s.store(b.try_into().expect("16 lanes"), y);
+                }
+                let (a, b) = (si.remainder(), di.into_remainder());
+                if !a.is_empty() {
+                    let ($x, $off, $n) = (s.load_tail(a, $fill), len - a.len(), a.len());
+                    let y = $body;
+                    s.store_tail(b, y);
+                }
+            }
+            Io::InPlace(dst) => {
+                let len = dst.len();
+                let mut di = dst.chunks_exact_mut(LANES);
+                for (k, b) in di.by_ref().enumerate() {
+                    let b: &mut [f32; LANES] = b.try_into().expect("16 lanes");
+                    let ($x, $off, $n) = (s.load(b), k * LANES, LANES);
+                    let y = $body;
+                    s.store(b, y);
+                }
+                let b = di.into_remainder();
+                if !b.is_empty() {
+                    let ($x, $off, $n) = (s.load_tail(b, $fill), len - b.len(), b.len());
+                    let y = $body;
+                    s.store_tail(b, y);
+                }
             }
         }
-        Io::Map(src, dst) => {
-            assert_eq!(src.len(), dst.len());
-            let n = src.len();
-            let mut si = src.chunks_exact(LANES);
-            let mut di = dst.chunks_exact_mut(LANES);
-            for (k, (a, b)) in si.by_ref().zip(di.by_ref()).enumerate() {
-                let y = f(s.load(a.try_into().expect("16 lanes")), k * LANES, LANES);
-                s.store(b.try_into().expect("16 lanes"), y);
-            }
-            let (a, b) = (si.remainder(), di.into_remainder());
-            if !a.is_empty() {
-                let y = f(s.load_tail(a, fill), n - a.len(), a.len());
-                s.store_tail(b, y);
-            }
-        }
-        Io::InPlace(dst) => {
-            let n = dst.len();
-            let mut di = dst.chunks_exact_mut(LANES);
-            for (k, b) in di.by_ref().enumerate() {
-                let b: &mut [f32; LANES] = b.try_into().expect("16 lanes");
-                let y = f(s.load(b), k * LANES, LANES);
-                s.store(b, y);
-            }
-            let b = di.into_remainder();
-            if !b.is_empty() {
-                let y = f(s.load_tail(b, fill), n - b.len(), b.len());
-                s.store_tail(b, y);
-            }
-        }
-    }
+    }};
 }
 
 /// An f64 total fed by f32 lane sums flushed every 1024 elements.
@@ -193,7 +206,7 @@ fn coef_at<S: Simd>(s: S, c: &Coef<'_>, off: usize, n: usize) -> S::V {
 #[inline(always)]
 pub(crate) fn max<S: Simd>(s: S, row: &[f32], how: Logit) -> f32 {
     let mut acc = s.splat(f32::NEG_INFINITY);
-    for_chunks(s, Io::Read(row), f32::NEG_INFINITY, |x, _, n| {
+    for_chunks!(s, Io::Read(row), f32::NEG_INFINITY, |x, _, n| {
         let (z, _) = logit(s, how, x);
         let z = if n == LANES {
             z
@@ -211,14 +224,14 @@ pub(crate) fn max<S: Simd>(s: S, row: &[f32], how: Logit) -> f32 {
 pub(crate) fn argmax<S: Simd>(s: S, row: &[f32]) -> usize {
     let mut acc = s.splat(f32::NEG_INFINITY);
     let mut nan = false;
-    for_chunks(s, Io::Read(row), f32::NEG_INFINITY, |x, _, _| {
+    for_chunks!(s, Io::Read(row), f32::NEG_INFINITY, |x, _, _| {
         nan |= s.first_set(s.is_nan(x)).is_some();
         acc = s.max(x, acc);
         x
     });
     let target = s.reduce_max(acc);
     let mut found = None;
-    for_chunks(s, Io::Read(row), 0.0, |x, off, _| {
+    for_chunks!(s, Io::Read(row), 0.0, |x, off, _| {
         if found.is_none() {
             let hit = if nan {
                 s.is_nan(x)
@@ -236,7 +249,7 @@ pub(crate) fn argmax<S: Simd>(s: S, row: &[f32]) -> usize {
 #[inline(always)]
 pub(crate) fn tanh_store_max<S: Simd>(s: S, io: Io<'_>, cap: f32) -> f32 {
     let mut acc = s.splat(f32::NEG_INFINITY);
-    for_chunks(s, io, f32::NEG_INFINITY, |x, _, n| {
+    for_chunks!(s, io, f32::NEG_INFINITY, |x, _, n| {
         let (_, t) = logit(s, Logit::Softcap(cap), x);
         let m = if n == LANES {
             t
@@ -255,7 +268,7 @@ pub(crate) fn tanh_store_max<S: Simd>(s: S, io: Io<'_>, cap: f32) -> f32 {
 pub(crate) fn sum_exp<S: Simd>(s: S, io: Io<'_>, how: Logit, shift: f32) -> f64 {
     let mut sum = Sum::new(s);
     let sh = s.splat(shift);
-    for_chunks(s, io, f32::NEG_INFINITY, |x, _, n| {
+    for_chunks!(s, io, f32::NEG_INFINITY, |x, _, n| {
         let (z, _) = logit(s, how, x);
         let e = exp(s, s.sub(z, sh));
         let e = if n == LANES {
@@ -283,7 +296,7 @@ pub(crate) fn coef_dot<S: Simd>(
     let mut dot = Sum::new(s);
     let sh = s.splat(shift);
     let zero = s.splat(0.0);
-    for_chunks(s, Io::Read(row), 0.0, |x, off, n| {
+    for_chunks!(s, Io::Read(row), 0.0, |x, off, n| {
         let c = coef_at(s, &coef, off, n);
         let (z, _) = logit(s, how, x);
         let term = s.mul(c, s.sub(z, sh));
@@ -300,7 +313,7 @@ pub(crate) fn grad<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>) {
     let a = s.splat(g.a);
     let sh = s.splat(g.shift);
     let one = s.splat(1.0);
-    for_chunks(s, io, 0.0, |x, off, n| {
+    for_chunks!(s, io, 0.0, |x, off, n| {
         let (z, t) = logit(s, g.logit, x);
         let p = if g.stored_exp {
             x
@@ -319,5 +332,5 @@ pub(crate) fn grad<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>) {
 /// Stores `exp(x)` for each element (for testing the exp kernel).
 #[inline(always)]
 pub(crate) fn exp_slice<S: Simd>(s: S, io: Io<'_>) {
-    for_chunks(s, io, 0.0, |x, _, _| exp(s, x));
+    for_chunks!(s, io, 0.0, |x, _, _| exp(s, x));
 }
