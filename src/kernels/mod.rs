@@ -151,7 +151,7 @@ dispatch! {
     /// Stores `tanh(x / cap)` and returns its maximum.
     fn tanh_store_max(io: Io<'_>, cap: f32) -> f32;
     /// `Σ exp(z' − shift)`, optionally storing each term.
-    fn sum_exp(io: Io<'_>, how: Logit, shift: f32) -> f64;
+    fn sum_exp(io: Io<'_>, how: Logit, shift: f32, next: &[f32]) -> f64;
     /// `(Σ c, Σ c·(z' − shift))`.
     fn coef_dot(row: &[f32], how: Logit, shift: f32, coef: Coef<'_>) -> (f64, f64);
     /// Writes one gradient row.

@@ -50,6 +50,17 @@ pub(crate) struct Grad<'a> {
     pub coef: Coef<'a>,
 }
 
+impl<'a> Coef<'a> {
+    /// The coefficients of classes `r`.
+    pub(crate) fn slice(&self, r: core::ops::Range<usize>) -> Coef<'a> {
+        Coef {
+            w: self.w.map(|w| &w[r.clone()]),
+            y: self.y.map(|y| &y[r]),
+            ..*self
+        }
+    }
+}
+
 const IOTA: [f32; LANES] = [
     0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0,
 ];
@@ -263,12 +274,16 @@ pub(crate) fn tanh_store_max<S: Simd>(s: S, io: Io<'_>, cap: f32) -> f32 {
 }
 
 /// `Σ exp(z'_j − shift)`; with `Map`/`InPlace` each `exp(z'_j − shift)` is
-/// also stored.
+/// also stored. `next` (the next row, or empty) is prefetched into L2 along
+/// the way, so this compute-bound pass also streams the next row from DRAM.
 #[inline(always)]
-pub(crate) fn sum_exp<S: Simd>(s: S, io: Io<'_>, how: Logit, shift: f32) -> f64 {
+pub(crate) fn sum_exp<S: Simd>(s: S, io: Io<'_>, how: Logit, shift: f32, next: &[f32]) -> f64 {
     let mut sum = Sum::new(s);
     let sh = s.splat(shift);
-    for_chunks!(s, io, f32::NEG_INFINITY, |x, _, n| {
+    for_chunks!(s, io, f32::NEG_INFINITY, |x, off, n| {
+        if let Some(at) = next.get(off) {
+            s.prefetch(at);
+        }
         let (z, _) = logit(s, how, x);
         let e = exp(s, s.sub(z, sh));
         let e = if n == LANES {

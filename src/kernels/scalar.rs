@@ -123,6 +123,8 @@ impl Simd for Scalar {
         (m != 0).then(|| m.trailing_zeros() as usize)
     }
     #[inline(always)]
+    fn prefetch(self, _at: &f32) {}
+    #[inline(always)]
     fn reduce_add(self, v: V) -> f32 {
         tree(v, |x, y| x + y)
     }

@@ -63,6 +63,9 @@ pub(crate) trait Simd: Copy {
     /// Index of the first set lane, if any.
     fn first_set(self, m: Self::M) -> Option<usize>;
 
+    /// Hints that the cache line holding `at` will be read soon (into L2).
+    fn prefetch(self, at: &f32);
+
     /// Sum of the lanes by the fixed tree `(i, i+8)`, `(i, i+4)`, `(i, i+2)`, `(0, 1)`.
     fn reduce_add(self, v: Self::V) -> f32;
     /// Maximum of the lanes by the same tree as [`Simd::reduce_add`], with [`Simd::max`].

@@ -4,6 +4,7 @@
 
 mod plan;
 mod row;
+mod scan;
 mod types;
 
 pub use types::*;
@@ -75,20 +76,34 @@ fn run(
         let mut acc = (0.0f64, 0.0f64);
         for k in 0..b.rows {
             let i = b.first + k;
-            let src = b
+            let (ss, ds) = (layout.src_stride, layout.dst_stride);
+            let src = b.src.map(|s| &s[k * ss..k * ss + cols]);
+            // The next row of this block, to prefetch while this one computes.
+            let has_next = k + 1 < b.rows;
+            let next_src = b
                 .src
-                .map(|s| &s[k * layout.src_stride..k * layout.src_stride + cols]);
-            let dst = b
-                .dst
-                .as_deref_mut()
-                .map(|d| &mut d[k * layout.dst_stride..k * layout.dst_stride + cols]);
+                .filter(|_| has_next)
+                .map(|s| &s[(k + 1) * ss..(k + 1) * ss + cols]);
+            let (dst, next_dst) = match b.dst.as_deref_mut() {
+                Some(d) => {
+                    let (head, tail) = d.split_at_mut((k * ds + cols).min(d.len()));
+                    let next = if has_next {
+                        &tail[ds - cols..ds]
+                    } else {
+                        &[][..]
+                    };
+                    (Some(&mut head[k * ds..]), next)
+                }
+                None => (None, &[][..]),
+            };
+            let next = next_src.unwrap_or(next_dst);
             let r = match (plan.mode, dst) {
                 (Mode::Forward, _) => {
-                    plan.forward_row(i, src.expect("forward reads logits"), want_argmax)
+                    plan.forward_row(i, src.expect("forward reads logits"), next, want_argmax)
                 }
-                (Mode::Fused, Some(d)) => plan.fused_row(i, src, d, want_argmax),
+                (Mode::Fused, Some(d)) => plan.fused_row(i, src, d, next, want_argmax),
                 (Mode::Backward, Some(d)) => {
-                    plan.backward_row(i, src, d);
+                    plan.backward_row(i, src, d, next);
                     continue;
                 }
                 (_, None) => unreachable!("gradient modes have a destination"),

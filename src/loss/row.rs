@@ -11,6 +11,7 @@
 //! `y`), plus `2·s·lse·p_j`, times `1 − t_j²` under a softcap.
 
 use super::plan::{Mode, Plan};
+use super::scan::{RowIo, Scan, scan};
 use super::types::Targets;
 use crate::kernels::{self, Coef, Grad, Io, Logit};
 
@@ -68,17 +69,27 @@ impl Plan<'_> {
         }
     }
 
-    /// `(T, D)`: the total of the coefficients and `Σ c_j (z'_j − m)`, from the
-    /// row as it is stored now. Only needed with smoothing or probabilities.
-    fn dots(&self, t: Target<'_>, row: &[f32], how: Logit, m: f32) -> (f64, f64) {
+    /// The unscaled coefficients the loss needs dotted with `z' − max`
+    /// (smoothing or probability targets), if any.
+    fn dot_coef<'r>(&'r self, t: Target<'r>) -> Option<Coef<'r>> {
         match t {
-            Target::Probs(_) => kernels::coef_dot(self.isa, row, how, m, self.coef(t, 1.0)),
-            Target::Label(_) if self.smoothing > 0.0 => {
-                let (_, d) = kernels::coef_dot(self.isa, row, how, m, self.coef(t, 1.0));
-                (self.weight_total, d)
-            }
-            _ => (self.weight_total, 0.0),
+            Target::Probs(_) => Some(self.coef(t, 1.0)),
+            Target::Label(_) if self.smoothing > 0.0 => Some(self.coef(t, 1.0)),
+            _ => None,
         }
+    }
+
+    /// Scans the row (max, Σexp, dots, label logit); see [`scan`].
+    fn scan(&self, t: Target<'_>, io: RowIo<'_, '_>, next: &[f32]) -> Scan {
+        let label = match t {
+            Target::Label(y) => Some(y),
+            _ => None,
+        };
+        let mut s = scan(self.isa, io, self.logit, self.dot_coef(t), label, next);
+        if !matches!(t, Target::Probs(_)) {
+            s.total = self.weight_total;
+        }
+        s
     }
 
     /// Cross-entropy of a kept row from `L`, `z'_y − m` and the dots.
@@ -132,32 +143,21 @@ impl Plan<'_> {
     }
 
     /// Forward only: nothing is written but the returned values.
-    pub(crate) fn forward_row(&self, i: usize, row: &[f32], want_argmax: bool) -> RowOut {
+    pub(crate) fn forward_row(
+        &self,
+        i: usize,
+        row: &[f32],
+        next: &[f32],
+        want_argmax: bool,
+    ) -> RowOut {
         let t = target(self, i);
-        let how = self.logit;
         let argmax = self.argmax(row, want_argmax);
-        let m = kernels::max(self.isa, row, how);
-        let sum = kernels::sum_exp(self.isa, Io::Read(row), how, m);
-        let zy = match t {
-            Target::Label(y) => kernels::logit_one(row[y], how).0,
-            _ => 0.0,
-        };
-        let dots = self.dots(t, row, how, m);
-        self.finish(t, m, sum, zy, dots, argmax)
+        let s = self.scan(t, RowIo::Read(row), next);
+        self.finish(t, &s, argmax)
     }
 
-    fn finish(
-        &self,
-        t: Target<'_>,
-        m: f32,
-        sum: f64,
-        zy: f32,
-        dots: (f64, f64),
-        argmax: i32,
-    ) -> RowOut {
-        let l = sum.ln();
-        let lse = f64::from(m) + l;
-        if sum.is_nan() {
+    fn finish(&self, t: Target<'_>, s: &Scan, argmax: i32) -> RowOut {
+        if s.sum.is_nan() {
             let ce = if matches!(t, Target::Ignored) {
                 0.0
             } else {
@@ -170,12 +170,14 @@ impl Plan<'_> {
                 argmax,
             };
         }
+        let l = s.sum.ln();
+        let lse = f64::from(s.max) + l;
         let (ce, z) = match t {
             Target::Ignored => (0.0, 0.0),
-            _ => (
-                self.ce(t, l, f64::from(zy) - f64::from(m), dots),
-                self.z_loss(lse),
-            ),
+            _ => {
+                let zy = f64::from(s.zy) - f64::from(s.max);
+                (self.ce(t, l, zy, (s.total, s.dot)), self.z_loss(lse))
+            }
         };
         RowOut {
             ce,
@@ -186,69 +188,58 @@ impl Plan<'_> {
     }
 
     /// Forward and gradient of one row. `src` is the logits row, or `None`
-    /// when `dst` holds the logits (in place).
+    /// when `dst` holds the logits (in place); `next` is the next row to
+    /// prefetch (or empty).
     pub(crate) fn fused_row(
         &self,
         i: usize,
         src: Option<&[f32]>,
         dst: &mut [f32],
+        next: &[f32],
         want_argmax: bool,
     ) -> RowOut {
         debug_assert_eq!(self.mode, Mode::Fused);
         let t = target(self, i);
-        let isa = self.isa;
         let argmax = self.argmax(src.unwrap_or(dst), want_argmax);
-        // Pass 1: the max; under a softcap also store t = tanh(z/cap) in dst,
-        // which then holds the row for the later passes.
-        let (m, how) = match self.logit {
-            Logit::Softcap(cap) => {
-                let io = match src {
-                    Some(s) => Io::Map(s, dst),
-                    None => Io::InPlace(dst),
-                };
-                (
-                    cap * kernels::tanh_store_max(isa, io, cap),
-                    Logit::Tanh(cap),
-                )
-            }
-            _ => (
-                kernels::max(isa, src.unwrap_or(dst), Logit::Raw),
-                Logit::Raw,
-            ),
-        };
-        let cur: &[f32] = if how == Logit::Raw {
-            src.unwrap_or(dst)
-        } else {
-            dst
-        };
-        let (zy, ty) = match t {
-            Target::Label(y) => kernels::logit_one(cur[y], how),
-            _ => (0.0, 0.0),
-        };
-        let dots = self.dots(t, cur, how, m);
-        // Pass 2: Σexp; without a softcap each exp(z − m) is kept in dst.
-        let sum = match (how, src) {
-            (Logit::Raw, Some(s)) => kernels::sum_exp(isa, Io::Map(s, dst), how, m),
-            (Logit::Raw, None) => kernels::sum_exp(isa, Io::InPlace(dst), how, m),
-            _ => kernels::sum_exp(isa, Io::Read(dst), how, m),
-        };
-        let out = self.finish(t, m, sum, zy, dots, argmax);
+        // One pass: max and Σexp chunk by chunk; dst now holds exp(z − base)
+        // per chunk (or tanh(z/cap) under a softcap).
+        let s = self.scan(t, RowIo::Store { src, dst }, next);
+        let out = self.finish(t, &s, argmax);
         if matches!(t, Target::Ignored) {
             dst.fill(0.0);
-        } else if sum.is_nan() {
+        } else if s.sum.is_nan() {
             dst.fill(f32::NAN);
         } else {
-            let lse = f64::from(m) + sum.ln();
-            let (a, coef, label_k) = self.grad_terms(i, t, dots.0, lse);
-            let g = Grad {
-                logit: how,
-                stored_exp: how == Logit::Raw,
-                shift: m,
-                a: (a / sum) as f32,
-                coef,
-            };
-            kernels::grad(isa, Io::InPlace(dst), g);
-            self.fix_label(t, dst, label_k, ty);
+            let lse = f64::from(s.max) + s.sum.ln();
+            let (a, coef, label_k) = self.grad_terms(i, t, s.total, lse);
+            match s.stored {
+                Logit::Tanh(_) => {
+                    let g = Grad {
+                        logit: s.stored,
+                        stored_exp: false,
+                        shift: s.max,
+                        a: (a / s.sum) as f32,
+                        coef,
+                    };
+                    kernels::grad(self.isa, Io::InPlace(dst), g);
+                }
+                _ => {
+                    // Chunk c's exps are relative to its base: rescale by exp(base − max).
+                    for (c, start) in (0..dst.len()).step_by(s.chunk).enumerate() {
+                        let r = start..(start + s.chunk).min(dst.len());
+                        let rescale = (f64::from(s.chunk_base[c]) - f64::from(s.max)).exp();
+                        let g = Grad {
+                            logit: Logit::Raw,
+                            stored_exp: true,
+                            shift: 0.0,
+                            a: (a * rescale / s.sum) as f32,
+                            coef: coef.slice(r.clone()),
+                        };
+                        kernels::grad(self.isa, Io::InPlace(&mut dst[r]), g);
+                    }
+                }
+            }
+            self.fix_label(t, dst, label_k, s.ty);
         }
         out
     }
@@ -266,39 +257,53 @@ impl Plan<'_> {
 
     /// Gradient of one row given the upstream gradient. `src` as for
     /// [`Plan::fused_row`].
-    pub(crate) fn backward_row(&self, i: usize, src: Option<&[f32]>, dst: &mut [f32]) {
+    pub(crate) fn backward_row(
+        &self,
+        i: usize,
+        src: Option<&[f32]>,
+        dst: &mut [f32],
+        next: &[f32],
+    ) {
         debug_assert_eq!(self.mode, Mode::Backward);
         let t = target(self, i);
         if matches!(t, Target::Ignored) {
             dst.fill(0.0);
             return;
         }
-        let isa = self.isa;
         let how = self.logit;
         let row: &[f32] = src.unwrap_or(dst);
-        // p_j = exp(z'_j − m) / Σexp when computing it here (exact shift);
+        // p_j = exp(z'_j − max) / Σexp when computing it here (exact shift);
         // with the caller's lse, p_j = exp(z'_j − lse), as precise as that f32.
         let given = self.upstream.and_then(|u| u.lse).map(|l| l[i]);
-        let (shift, inv_sum, lse) = match given {
-            Some(l) => (l, 1.0, f64::from(l)),
+        let (shift, inv_sum, lse, total, ty) = match given {
+            Some(l) => {
+                let ty = match t {
+                    Target::Label(y) => kernels::logit_one(row[y], how).1,
+                    _ => 0.0,
+                };
+                let total = match self.dot_coef(t) {
+                    Some(cf) if matches!(t, Target::Probs(_)) => {
+                        kernels::coef_dot(self.isa, row, how, l, cf).0
+                    }
+                    _ => self.weight_total,
+                };
+                (l, 1.0, f64::from(l), total, ty)
+            }
             None => {
-                let m = kernels::max(isa, row, how);
-                let sum = kernels::sum_exp(isa, Io::Read(row), how, m);
-                (m, 1.0 / sum, f64::from(m) + sum.ln())
+                let s = self.scan(t, RowIo::Read(row), next);
+                (
+                    s.max,
+                    1.0 / s.sum,
+                    f64::from(s.max) + s.sum.ln(),
+                    s.total,
+                    s.ty,
+                )
             }
         };
         if lse.is_nan() {
             dst.fill(f32::NAN);
             return;
         }
-        let ty = match t {
-            Target::Label(y) => kernels::logit_one(row[y], how).1,
-            _ => 0.0,
-        };
-        let total = match t {
-            Target::Probs(_) => self.dots(t, row, how, shift).0,
-            _ => self.weight_total,
-        };
         let (a, coef, label_k) = self.grad_terms(i, t, total, lse);
         let g = Grad {
             logit: how,
@@ -308,8 +313,8 @@ impl Plan<'_> {
             coef,
         };
         match src {
-            Some(s) => kernels::grad(isa, Io::Map(s, dst), g),
-            None => kernels::grad(isa, Io::InPlace(dst), g),
+            Some(s) => kernels::grad(self.isa, Io::Map(s, dst), g),
+            None => kernels::grad(self.isa, Io::InPlace(dst), g),
         }
         self.fix_label(t, dst, label_k, ty);
     }

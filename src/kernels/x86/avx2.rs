@@ -216,6 +216,11 @@ impl Simd for Avx2 {
         (bits != 0).then(|| bits.trailing_zeros() as usize)
     }
     #[inline(always)]
+    fn prefetch(self, at: &f32) {
+        // SAFETY: a prefetch never faults and reads nothing architecturally.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>((at as *const f32).cast()) }
+    }
+    #[inline(always)]
     fn reduce_add(self, v: V2) -> f32 {
         // SAFETY: the token proves AVX2 is available.
         unsafe { tree8(_mm256_add_ps(v.lo, v.hi), |a, b| _mm_add_ps(a, b)) }

@@ -134,6 +134,11 @@ impl Simd for Avx512 {
         (m != 0).then(|| m.trailing_zeros() as usize)
     }
     #[inline(always)]
+    fn prefetch(self, at: &f32) {
+        // SAFETY: a prefetch never faults and reads nothing architecturally.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>((at as *const f32).cast()) }
+    }
+    #[inline(always)]
     fn reduce_add(self, v: __m512) -> f32 {
         // SAFETY: the token proves AVX-512F (and so AVX) is available.
         unsafe {
