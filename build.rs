@@ -8,8 +8,7 @@ fn main() {
     let dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     println!("cargo:rerun-if-changed=src/capi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
-    let mut config =
-        cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("cbindgen.toml parses");
+    let mut config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("cbindgen.toml parses");
     let v = |k: &str| env::var(k).expect("cargo sets the version variables");
     config.after_includes = Some(format!(
         "\n#define XENT_VERSION_MAJOR {}\n#define XENT_VERSION_MINOR {}\n#define XENT_VERSION_PATCH {}\n#define XENT_VERSION \"{}\"",

@@ -12,25 +12,14 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use xent::loss::*;
 
-const SHAPES: &[(usize, usize)] = &[
-    (2048, 32000),
-    (512, 128_256),
-    (16384, 1000),
-    (262_144, 10),
-    (1, 10),
-];
+const SHAPES: &[(usize, usize)] = &[(2048, 32000), (512, 128_256), (16384, 1000), (262_144, 10), (1, 10)];
 
 fn shapes() -> Vec<(usize, usize)> {
     match std::env::var("XENT_BENCH_SHAPES") {
         Ok(s) => s
             .split(',')
             .filter_map(|p| p.split_once('x'))
-            .map(|(r, c)| {
-                (
-                    r.trim().parse().expect("rows"),
-                    c.trim().parse().expect("cols"),
-                )
-            })
+            .map(|(r, c)| (r.trim().parse().expect("rows"), c.trim().parse().expect("cols")))
             .collect(),
         Err(_) => SHAPES.to_vec(),
     }
@@ -51,90 +40,42 @@ fn data(rows: usize, cols: usize) -> (Vec<f32>, Vec<i32>) {
 }
 
 fn bench(c: &mut Criterion) {
-    let threads: u32 = std::env::var("XENT_BENCH_THREADS")
-        .ok()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(1);
+    let threads: u32 = std::env::var("XENT_BENCH_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1);
     for (rows, cols) in shapes() {
         let (logits, labels) = data(rows, cols);
         let mut grad = vec![0.0f32; rows * cols];
         let mut work = logits.clone();
         let mut loss = [0.0f32];
         let mut lse = vec![0.0f32; rows];
-        let opts = Options {
-            num_threads: threads,
-            ..Options::default()
-        };
-        let m = Matrix {
-            data: &logits,
-            rows,
-            cols,
-            stride: cols,
-        };
+        let opts = Options { num_threads: threads, ..Options::default() };
+        let m = Matrix { data: &logits, rows, cols, stride: cols };
         let mut g = c.benchmark_group(format!("{rows}x{cols}/t{threads}"));
         g.throughput(Throughput::Elements((rows * cols) as u64));
         let big = rows * cols >= 1 << 24;
         g.sample_size(if big { 10 } else { 30 });
         g.measurement_time(Duration::from_secs(if big { 6 } else { 3 }));
         g.warm_up_time(Duration::from_secs(1));
-        g.bench_function("memcpy", |b| {
-            b.iter(|| grad.copy_from_slice(black_box(&logits)))
-        });
+        g.bench_function("memcpy", |b| b.iter(|| grad.copy_from_slice(black_box(&logits))));
         g.bench_function("forward", |b| {
             b.iter(|| {
-                let out = ForwardOut {
-                    loss: &mut loss,
-                    lse: Some(&mut lse),
-                    argmax: None,
-                };
+                let out = ForwardOut { loss: &mut loss, lse: Some(&mut lse), argmax: None };
                 forward(m, Targets::Labels(&labels), &opts, out).unwrap()
             })
         });
-        let out = ForwardOut {
-            loss: &mut loss,
-            lse: Some(&mut lse),
-            argmax: None,
-        };
+        let out = ForwardOut { loss: &mut loss, lse: Some(&mut lse), argmax: None };
         forward(m, Targets::Labels(&labels), &opts, out).unwrap();
         g.bench_function("backward", |b| {
             b.iter(|| {
-                let io = LogitsGrad::Separate {
-                    logits: m,
-                    grad: MatrixMut {
-                        data: &mut grad,
-                        rows,
-                        cols,
-                        stride: cols,
-                    },
-                };
-                backward(
-                    io,
-                    Targets::Labels(&labels),
-                    &opts,
-                    Upstream {
-                        grad_loss: &[1.0],
-                        lse: None,
-                    },
-                )
-                .unwrap()
+                let io =
+                    LogitsGrad::Separate { logits: m, grad: MatrixMut { data: &mut grad, rows, cols, stride: cols } };
+                backward(io, Targets::Labels(&labels), &opts, Upstream { grad_loss: &[1.0], lse: None }).unwrap()
             })
         });
         g.bench_function("fused", |b| {
             b.iter(|| {
-                let io = LogitsGrad::Separate {
-                    logits: m,
-                    grad: MatrixMut {
-                        data: &mut grad,
-                        rows,
-                        cols,
-                        stride: cols,
-                    },
-                };
-                let out = ForwardOut {
-                    loss: &mut loss,
-                    lse: None,
-                    argmax: None,
-                };
+                let io =
+                    LogitsGrad::Separate { logits: m, grad: MatrixMut { data: &mut grad, rows, cols, stride: cols } };
+                let out = ForwardOut { loss: &mut loss, lse: None, argmax: None };
                 forward_backward(io, Targets::Labels(&labels), &opts, out).unwrap()
             })
         });
@@ -142,17 +83,8 @@ fn bench(c: &mut Criterion) {
         // as valid (and as costly) an input as the logits.
         g.bench_function("fused_in_place", |b| {
             b.iter(|| {
-                let io = LogitsGrad::InPlace(MatrixMut {
-                    data: &mut work,
-                    rows,
-                    cols,
-                    stride: cols,
-                });
-                let out = ForwardOut {
-                    loss: &mut loss,
-                    lse: None,
-                    argmax: None,
-                };
+                let io = LogitsGrad::InPlace(MatrixMut { data: &mut work, rows, cols, stride: cols });
+                let out = ForwardOut { loss: &mut loss, lse: None, argmax: None };
                 forward_backward(io, Targets::Labels(&labels), &opts, out).unwrap()
             })
         });

@@ -70,12 +70,9 @@ pub(crate) fn run<B: Send>(
         return Ok(blocks.fold((0.0, 0.0), |acc, b| add(acc, work(b))));
     }
     let mut slots: Vec<Mutex<Slot<B>>> = Vec::new();
-    slots.try_reserve_exact(blocks.len()).map_err(|_| {
-        Error::new(
-            ErrorKind::AllocationFailed,
-            "cannot allocate the block table",
-        )
-    })?;
+    slots
+        .try_reserve_exact(blocks.len())
+        .map_err(|_| Error::new(ErrorKind::AllocationFailed, "cannot allocate the block table"))?;
     slots.extend(blocks.map(|b| Mutex::new((Some(b), None))));
     let task = |i: usize| {
         let Some(slot) = slots.get(i) else { return };

@@ -23,21 +23,14 @@ fn compile(out: &Path, link: &[&str]) {
         .warnings_into_errors(true)
         .get_compiler();
     let mut cmd = tool.to_command();
-    cmd.args([
-        "-std=c11",
-        "-Wall",
-        "-Wextra",
-        "-Wpedantic",
-        "-Werror",
-        "-g",
-    ])
-    .arg("-I")
-    .arg(root.join("include"))
-    .arg(root.join("c_tests/harness.c"))
-    .arg("-o")
-    .arg(out)
-    .args(link)
-    .args(["-lpthread", "-lm", "-ldl"]);
+    cmd.args(["-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-g"])
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg(root.join("c_tests/harness.c"))
+        .arg("-o")
+        .arg(out)
+        .args(link)
+        .args(["-lpthread", "-lm", "-ldl"]);
     let status = cmd.status().expect("C compiler runs");
     assert!(status.success(), "compiling the C harness failed: {cmd:?}");
 }
@@ -59,10 +52,7 @@ fn c_harness_against_the_shared_library() {
     let dir = lib_dir();
     let exe = Path::new(env!("CARGO_TARGET_TMPDIR")).join("harness_shared");
     let rpath = format!("-Wl,-rpath,{}", dir.display());
-    compile(
-        &exe,
-        &["-L", dir.to_str().expect("utf-8 path"), "-lxent", &rpath],
-    );
+    compile(&exe, &["-L", dir.to_str().expect("utf-8 path"), "-lxent", &rpath]);
     run(&exe);
 }
 

@@ -10,10 +10,8 @@ use support::*;
 use xent::kernels::Isa;
 use xent::loss::*;
 
-const COLS: &[usize] = &[
-    1, 2, 3, 7, 10, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65, 100, 127, 128, 129, 1000, 1023,
-    1024, 1025, 2049,
-];
+const COLS: &[usize] =
+    &[1, 2, 3, 7, 10, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65, 100, 127, 128, 129, 1000, 1023, 1024, 1025, 2049];
 
 #[derive(Clone, Copy, Debug)]
 enum Values {
@@ -30,25 +28,14 @@ fn make_case(rng: &mut Rng, rows: usize, cols: usize, values: Values, soft: bool
         _ => 0.0,
     };
     let scale = rng.pick(&[0.5, 3.0, 20.0]);
-    let mut logits = vec![
-        f32::from_bits(0x7fc0_dead);
-        if rows == 0 {
-            0
-        } else {
-            (rows - 1) * stride + cols
-        }
-    ];
+    let mut logits = vec![f32::from_bits(0x7fc0_dead); if rows == 0 { 0 } else { (rows - 1) * stride + cols }];
     let ignore_index = rng.pick(&[-100, -1, 0, 3]);
     let mut labels = vec![0i32; rows];
     for i in 0..rows {
         for j in 0..cols {
             logits[i * stride + j] = (offset + scale * rng.normal()) as f32;
         }
-        labels[i] = if rng.below(7) == 0 {
-            ignore_index
-        } else {
-            rng.below(cols) as i32
-        };
+        labels[i] = if rng.below(7) == 0 { ignore_index } else { rng.below(cols) as i32 };
         match values {
             Values::Masked => {
                 for j in 0..cols {
@@ -66,20 +53,14 @@ fn make_case(rng: &mut Rng, rows: usize, cols: usize, values: Values, soft: bool
     }
     let mut probs = vec![0.0f32; rows * cols];
     for p in probs.iter_mut() {
-        *p = if rng.below(3) == 0 {
-            0.0
-        } else {
-            rng.unit() as f32
-        };
+        *p = if rng.below(3) == 0 { 0.0 } else { rng.unit() as f32 };
     }
     // Most probability rows sum to 1, some do not.
     for i in 0..rows {
         if rng.below(4) != 0 {
             let s: f32 = probs[i * cols..(i + 1) * cols].iter().sum();
             if s > 0.0 {
-                probs[i * cols..(i + 1) * cols]
-                    .iter_mut()
-                    .for_each(|p| *p /= s);
+                probs[i * cols..(i + 1) * cols].iter_mut().for_each(|p| *p /= s);
             }
         }
     }
@@ -94,8 +75,7 @@ fn make_case(rng: &mut Rng, rows: usize, cols: usize, values: Values, soft: bool
         }
     }
     let masked = matches!(values, Values::Masked);
-    let weights =
-        (rng.below(2) == 0).then(|| (0..cols).map(|_| (0.1 + 2.0 * rng.unit()) as f32).collect());
+    let weights = (rng.below(2) == 0).then(|| (0..cols).map(|_| (0.1 + 2.0 * rng.unit()) as f32).collect());
     Case {
         rows,
         cols,
@@ -108,17 +88,9 @@ fn make_case(rng: &mut Rng, rows: usize, cols: usize, values: Values, soft: bool
         reduction: rng.pick(&[Reduction::Mean, Reduction::Sum, Reduction::None]),
         ignore_index,
         // Smoothing puts mass on masked classes: infinite loss, tested apart.
-        smoothing: if masked {
-            0.0
-        } else {
-            rng.pick(&[0.0, 0.0, 0.1, 1.0])
-        },
+        smoothing: if masked { 0.0 } else { rng.pick(&[0.0, 0.0, 0.1, 1.0]) },
         z_loss: rng.pick(&[0.0, 0.0, 1e-4]),
-        softcap: if masked {
-            0.0
-        } else {
-            rng.pick(&[0.0, 0.0, 15.0])
-        },
+        softcap: if masked { 0.0 } else { rng.pick(&[0.0, 0.0, 15.0]) },
     }
 }
 
@@ -135,33 +107,17 @@ fn check(c: &Case, r: &reference::Out, f: &Fused, what: &str) {
 fn check_with(c: &Case, r: &reference::Out, f: &Fused, what: &str, extra: f64) {
     let tol = tolerance(c) + extra;
     for (i, (&got, &want)) in f.loss.iter().zip(&r.loss).enumerate() {
-        assert!(
-            close(f64::from(got), want, tol, 1e-6),
-            "{what}: loss[{i}] {got} vs {want} in {c:?}"
-        );
+        assert!(close(f64::from(got), want, tol, 1e-6), "{what}: loss[{i}] {got} vs {want} in {c:?}");
     }
     for i in 0..c.rows {
-        assert!(
-            close(f64::from(f.lse[i]), r.lse[i], 1e-6, 1e-5),
-            "{what}: lse[{i}] {} vs {}",
-            f.lse[i],
-            r.lse[i]
-        );
+        assert!(close(f64::from(f.lse[i]), r.lse[i], 1e-6, 1e-5), "{what}: lse[{i}] {} vs {}", f.lse[i], r.lse[i]);
         assert_eq!(f.argmax[i] as usize, r.argmax[i], "{what}: argmax[{i}]");
         let want = &r.grad[i * c.cols..(i + 1) * c.cols];
-        let scale = want
-            .iter()
-            .filter(|x| x.is_finite())
-            .fold(0.0f64, |a, &x| a.max(x.abs()));
+        let scale = want.iter().filter(|x| x.is_finite()).fold(0.0f64, |a, &x| a.max(x.abs()));
         for j in 0..c.cols {
             let got = f64::from(f.grad[i * c.stride + j]);
             assert!(
-                close(
-                    got,
-                    want[j],
-                    tol,
-                    tol * scale + (4.0 * f64::from(f32::EPSILON) + extra) * r.grad_terms[i]
-                ),
+                close(got, want[j], tol, tol * scale + (4.0 * f64::from(f32::EPSILON) + extra) * r.grad_terms[i]),
                 "{what}: grad[{i}][{j}] {got} vs {} (row scale {scale}) in case rows {} cols {} {:?}",
                 want[j],
                 c.rows,
@@ -177,11 +133,7 @@ fn check_padding(c: &Case, grad: &[f32], fill: &[f32]) {
     for i in 0..c.rows.saturating_sub(1) {
         for j in c.cols..c.stride {
             let at = i * c.stride + j;
-            assert_eq!(
-                grad[at].to_bits(),
-                fill[at].to_bits(),
-                "padding at row {i} col {j} was written"
-            );
+            assert_eq!(grad[at].to_bits(), fill[at].to_bits(), "padding at row {i} col {j} was written");
         }
     }
 }
@@ -190,50 +142,23 @@ fn forward_only(c: &Case) -> (Vec<f32>, Vec<f32>, Vec<i32>) {
     let mut loss = vec![0.0; c.loss_len()];
     let mut lse = vec![0.0; c.rows];
     let mut am = vec![0; c.rows];
-    let out = ForwardOut {
-        loss: &mut loss,
-        lse: Some(&mut lse),
-        argmax: Some(&mut am),
-    };
+    let out = ForwardOut { loss: &mut loss, lse: Some(&mut lse), argmax: Some(&mut am) };
     forward(c.matrix(), c.targets(), &c.options(), out).expect("valid");
     (loss, lse, am)
 }
 
 fn backward_only(c: &Case, lse: Option<&[f32]>, in_place: bool) -> Vec<f32> {
     let ones = vec![1.0f32; c.loss_len()];
-    let mut grad = if in_place {
-        c.logits.clone()
-    } else {
-        c.grad_buffer()
-    };
+    let mut grad = if in_place { c.logits.clone() } else { c.grad_buffer() };
     let io = if in_place {
-        LogitsGrad::InPlace(MatrixMut {
-            data: &mut grad,
-            rows: c.rows,
-            cols: c.cols,
-            stride: c.stride,
-        })
+        LogitsGrad::InPlace(MatrixMut { data: &mut grad, rows: c.rows, cols: c.cols, stride: c.stride })
     } else {
         LogitsGrad::Separate {
             logits: c.matrix(),
-            grad: MatrixMut {
-                data: &mut grad,
-                rows: c.rows,
-                cols: c.cols,
-                stride: c.stride,
-            },
+            grad: MatrixMut { data: &mut grad, rows: c.rows, cols: c.cols, stride: c.stride },
         }
     };
-    backward(
-        io,
-        c.targets(),
-        &c.options(),
-        Upstream {
-            grad_loss: &ones,
-            lse,
-        },
-    )
-    .expect("valid");
+    backward(io, c.targets(), &c.options(), Upstream { grad_loss: &ones, lse }).expect("valid");
     grad
 }
 
@@ -243,55 +168,22 @@ fn run_case(c: &Case) {
     check(c, &r, &f, "fused");
     check_padding(c, &f.grad, &c.grad_buffer());
     let inplace = fused(c, true, |_| {});
-    assert_eq!(
-        bits(&f.grad_dense(c)),
-        bits(&inplace.grad_dense(c)),
-        "in place differs"
-    );
+    assert_eq!(bits(&f.grad_dense(c)), bits(&inplace.grad_dense(c)), "in place differs");
     check_padding(c, &inplace.grad, &c.logits);
     let (loss, lse, am) = forward_only(c);
-    assert_eq!(
-        bits(&loss),
-        bits(&f.loss),
-        "forward loss differs from fused"
-    );
+    assert_eq!(bits(&loss), bits(&f.loss), "forward loss differs from fused");
     assert_eq!(bits(&lse), bits(&f.lse));
     assert_eq!(am, f.argmax);
     let g = backward_only(c, None, false);
     let g_in_place = backward_only(c, None, true);
-    let bw = Fused {
-        grad: g,
-        ..f.clone()
-    };
+    let bw = Fused { grad: g, ..f.clone() };
     check(c, &r, &bw, "backward");
-    assert_eq!(
-        bits(&bw.grad_dense(c)),
-        bits(
-            &Fused {
-                grad: g_in_place,
-                ..f.clone()
-            }
-            .grad_dense(c)
-        )
-    );
+    assert_eq!(bits(&bw.grad_dense(c)), bits(&Fused { grad: g_in_place, ..f.clone() }.grad_dense(c)));
     // With the forward's f32 lse, p = exp(z - lse) is as precise as that lse:
     // relative error up to |lse|·2^-24 on top of the usual bound.
     let with_lse = backward_only(c, Some(&lse), false);
-    let lse_ulp = lse
-        .iter()
-        .filter(|x| x.is_finite())
-        .fold(0.0f64, |a, &x| a.max(f64::from(x).abs()))
-        * 1.2e-7;
-    check_with(
-        c,
-        &r,
-        &Fused {
-            grad: with_lse,
-            ..f
-        },
-        "backward(lse)",
-        lse_ulp,
-    );
+    let lse_ulp = lse.iter().filter(|x| x.is_finite()).fold(0.0f64, |a, &x| a.max(f64::from(x).abs())) * 1.2e-7;
+    check_with(c, &r, &Fused { grad: with_lse, ..f }, "backward(lse)", lse_ulp);
 }
 
 fn bits(v: &[f32]) -> Vec<u32> {
@@ -303,9 +195,7 @@ trait Dense {
 }
 impl Dense for Fused {
     fn grad_dense(&self, c: &Case) -> Vec<f32> {
-        (0..c.rows)
-            .flat_map(|i| self.grad[i * c.stride..i * c.stride + c.cols].to_vec())
-            .collect()
+        (0..c.rows).flat_map(|i| self.grad[i * c.stride..i * c.stride + c.cols].to_vec()).collect()
     }
 }
 
@@ -371,11 +261,7 @@ fn every_path_and_thread_count_gives_identical_bits() {
                         assert_eq!(bits(&f.loss), bits(&base.loss), "loss: {what}");
                         assert_eq!(bits(&f.lse), bits(&base.lse), "lse: {what}");
                         assert_eq!(f.argmax, base.argmax, "argmax: {what}");
-                        assert_eq!(
-                            bits(&f.grad_dense(&c)),
-                            bits(&base.grad_dense(&c)),
-                            "grad: {what}"
-                        );
+                        assert_eq!(bits(&f.grad_dense(&c)), bits(&base.grad_dense(&c)), "grad: {what}");
                     }
                 }
             });
@@ -407,10 +293,7 @@ fn the_reference_gradient_matches_finite_differences() {
                     minus.logits[at] -= h;
                     let fd = (loss_at(&plus) - loss_at(&minus)) / (2.0 * f64::from(h));
                     let an = r.grad[i * cols + j];
-                    assert!(
-                        (fd - an).abs() <= 1e-3 * (1.0 + an.abs()),
-                        "fd {fd} vs analytic {an} at {i},{j}"
-                    );
+                    assert!((fd - an).abs() <= 1e-3 * (1.0 + an.abs()), "fd {fd} vs analytic {an} at {i},{j}");
                 }
             }
         }
@@ -436,10 +319,7 @@ fn xent_gradient_matches_finite_differences_of_xent_loss() {
             let lm = f64::from(forward_only(&minus).0[0]);
             let fd = (lp - lm) / (2.0 * f64::from(h));
             let an = f64::from(f.grad[at]);
-            assert!(
-                (fd - an).abs() <= 2e-3 * (1.0 + an.abs()),
-                "fd {fd} vs {an} at {at}"
-            );
+            assert!((fd - an).abs() <= 2e-3 * (1.0 + an.abs()), "fd {fd} vs {an} at {at}");
         }
     }
 }

@@ -10,9 +10,7 @@ use support::*;
 use xent::loss::Reduction;
 
 fn floats(s: &str) -> Vec<f64> {
-    s.split_whitespace()
-        .map(|x| x.parse().unwrap_or_else(|_| panic!("bad float {x}")))
-        .collect()
+    s.split_whitespace().map(|x| x.parse().unwrap_or_else(|_| panic!("bad float {x}"))).collect()
 }
 
 struct Golden {
@@ -29,10 +27,7 @@ fn parse() -> Vec<Golden> {
     let mut f: HashMap<&str, &str> = HashMap::new();
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         if line == "end" {
-            let shape: Vec<usize> = f["shape"]
-                .split_whitespace()
-                .map(|x| x.parse().unwrap())
-                .collect();
+            let shape: Vec<usize> = f["shape"].split_whitespace().map(|x| x.parse().unwrap()).collect();
             let (rows, cols) = (shape[0], shape[1]);
             let soft = f.contains_key("probs");
             let case = Case {
@@ -40,15 +35,10 @@ fn parse() -> Vec<Golden> {
                 cols,
                 stride: cols,
                 logits: floats(f["logits"]).into_iter().map(|x| x as f32).collect(),
-                labels: f.get("labels").map_or(vec![], |l| {
-                    l.split_whitespace().map(|x| x.parse().unwrap()).collect()
-                }),
-                probs: f.get("probs").map_or(vec![], |p| {
-                    floats(p).into_iter().map(|x| x as f32).collect()
-                }),
+                labels: f.get("labels").map_or(vec![], |l| l.split_whitespace().map(|x| x.parse().unwrap()).collect()),
+                probs: f.get("probs").map_or(vec![], |p| floats(p).into_iter().map(|x| x as f32).collect()),
                 soft,
-                weights: (f["weights"] != "none")
-                    .then(|| floats(f["weights"]).into_iter().map(|x| x as f32).collect()),
+                weights: (f["weights"] != "none").then(|| floats(f["weights"]).into_iter().map(|x| x as f32).collect()),
                 reduction: match f["reduction"] {
                     "mean" => Reduction::Mean,
                     "sum" => Reduction::Sum,
@@ -84,28 +74,16 @@ fn matches_pytorch_golden_vectors() {
         for in_place in [false, true] {
             let f = fused(c, in_place, |_| {});
             for (i, (&got, &want)) in f.loss.iter().zip(&g.loss).enumerate() {
-                assert!(
-                    close(f64::from(got), want, tol, 1e-6),
-                    "case {}: loss[{i}] {got} vs torch {want}",
-                    g.name
-                );
+                assert!(close(f64::from(got), want, tol, 1e-6), "case {}: loss[{i}] {got} vs torch {want}", g.name);
             }
             for (i, (&got, &want)) in f.lse.iter().zip(&g.lse).enumerate() {
-                assert!(
-                    close(f64::from(got), want, 1e-6, 1e-6),
-                    "case {}: lse[{i}] {got} vs torch {want}",
-                    g.name
-                );
+                assert!(close(f64::from(got), want, 1e-6, 1e-6), "case {}: lse[{i}] {got} vs torch {want}", g.name);
             }
             // f32 P − Y cancels: its error is relative to the terms subtracted.
             let terms = c.reference().grad_terms;
             for (k, (&got, &want)) in f.grad.iter().zip(&g.grad).enumerate() {
                 let abs = 4.0 * f64::from(f32::EPSILON) * terms[k / c.cols] + 1e-9;
-                assert!(
-                    close(f64::from(got), want, tol, abs),
-                    "case {}: grad[{k}] {got} vs torch {want}",
-                    g.name
-                );
+                assert!(close(f64::from(got), want, tol, abs), "case {}: grad[{k}] {got} vs torch {want}", g.name);
             }
         }
     }

@@ -12,21 +12,10 @@ fn readme_c_example_compiles_and_runs() {
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let src = tmp.join("readme_example.c");
     std::fs::write(&src, &readme[start..start + len]).expect("write example");
-    let deps = std::env::current_exe()
-        .expect("exe")
-        .parent()
-        .expect("deps")
-        .to_path_buf();
+    let deps = std::env::current_exe().expect("exe").parent().expect("deps").to_path_buf();
     let exe = tmp.join("readme_example");
     let status = Command::new("cc")
-        .args([
-            "-std=c11",
-            "-Wall",
-            "-Wextra",
-            "-Wpedantic",
-            "-Werror",
-            "-I",
-        ])
+        .args(["-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-I"])
         .arg(root.join("include"))
         .arg(&src)
         .arg("-o")
@@ -39,10 +28,6 @@ fn readme_c_example_compiles_and_runs() {
         .expect("cc runs");
     assert!(status.success(), "the README example does not compile");
     let out = Command::new(&exe).output().expect("example runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("loss "));
 }

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::status::*;
 use crate::loss::{
-    self, Error, ErrorKind, ForwardOut, LogitsGrad, Matrix, MatrixMut, Options, ParallelFor,
-    Reduction, Result, Targets, Upstream, check_shape,
+    self, Error, ErrorKind, ForwardOut, LogitsGrad, Matrix, MatrixMut, Options, ParallelFor, Reduction, Result,
+    Targets, Upstream, check_shape,
 };
 
 fn fail<T>(kind: ErrorKind, msg: impl Into<String>) -> Result<T> {
@@ -46,10 +46,7 @@ unsafe fn read_options(p: *const XentOptions) -> Result<XentOptions> {
         return Ok(o);
     }
     if !(p as usize).is_multiple_of(align_of::<XentOptions>()) {
-        return fail(
-            ErrorKind::InvalidArgument,
-            "options pointer is not aligned for XentOptions",
-        );
+        return fail(ErrorKind::InvalidArgument, "options pointer is not aligned for XentOptions");
     }
     // SAFETY: p is non-NULL and aligned; struct_size is the first field, which
     // any caller's version of the struct has.
@@ -91,10 +88,7 @@ fn reduction(r: XentReduction) -> Result<Reduction> {
         XENT_REDUCTION_MEAN => Ok(Reduction::Mean),
         XENT_REDUCTION_SUM => Ok(Reduction::Sum),
         XENT_REDUCTION_NONE => Ok(Reduction::None),
-        _ => fail(
-            ErrorKind::InvalidArgument,
-            format!("unknown reduction {r} (expected 0, 1 or 2)"),
-        ),
+        _ => fail(ErrorKind::InvalidArgument, format!("unknown reduction {r} (expected 0, 1 or 2)")),
     }
 }
 
@@ -137,47 +131,26 @@ struct Regions {
 
 impl Regions {
     fn new() -> Self {
-        Regions {
-            list: [("", 0, 0, false); 10],
-            n: 0,
-        }
+        Regions { list: [("", 0, 0, false); 10], n: 0 }
     }
 
-    fn add<T>(
-        &mut self,
-        name: &'static str,
-        p: *const T,
-        len: usize,
-        output: bool,
-    ) -> Result<Region<T>> {
-        let r = Region {
-            ptr: p as *mut T,
-            len,
-        };
+    fn add<T>(&mut self, name: &'static str, p: *const T, len: usize, output: bool) -> Result<Region<T>> {
+        let r = Region { ptr: p as *mut T, len };
         if len == 0 {
             return Ok(r);
         }
         if p.is_null() {
-            return fail(
-                ErrorKind::NullPointer,
-                format!("{name} is NULL but {len} values are needed"),
-            );
+            return fail(ErrorKind::NullPointer, format!("{name} is NULL but {len} values are needed"));
         }
         if !(p as usize).is_multiple_of(align_of::<T>()) {
-            return fail(
-                ErrorKind::InvalidArgument,
-                format!("{name} is not aligned to {} bytes", align_of::<T>()),
-            );
+            return fail(ErrorKind::InvalidArgument, format!("{name} is not aligned to {} bytes", align_of::<T>()));
         }
         let bytes = len
             .checked_mul(size_of::<T>())
             .filter(|&b| b <= isize::MAX as usize)
             .and_then(|b| (p as usize).checked_add(b).map(|end| (b, end)));
         let Some((_, end)) = bytes else {
-            return fail(
-                ErrorKind::SizeOverflow,
-                format!("{name}: {len} values overflow the address space"),
-            );
+            return fail(ErrorKind::SizeOverflow, format!("{name}: {len} values overflow the address space"));
         };
         self.list[self.n] = (name, p as usize, end, output);
         self.n += 1;
@@ -193,18 +166,8 @@ impl Regions {
     }
 
     /// An optional buffer: NULL means absent.
-    fn optional<T>(
-        &mut self,
-        name: &'static str,
-        p: *const T,
-        len: usize,
-        output: bool,
-    ) -> Result<Option<Region<T>>> {
-        if p.is_null() {
-            Ok(None)
-        } else {
-            self.add(name, p, len, output).map(Some)
-        }
+    fn optional<T>(&mut self, name: &'static str, p: *const T, len: usize, output: bool) -> Result<Option<Region<T>>> {
+        if p.is_null() { Ok(None) } else { self.add(name, p, len, output).map(Some) }
     }
 
     fn check(&self) -> Result<()> {
@@ -256,20 +219,10 @@ unsafe extern "C" fn trampoline(ctx: *mut c_void, index: usize) {
 
 impl ParallelFor for CPool {
     fn run(&self, n_tasks: usize, task: &(dyn Fn(usize) + Sync)) {
-        let data = TaskData {
-            task,
-            panicked: AtomicBool::new(false),
-        };
+        let data = TaskData { task, panicked: AtomicBool::new(false) };
         // SAFETY: the caller's parallel_for contract: call trampoline(ctx, i)
         // for i < n_tasks and return when all calls have returned.
-        unsafe {
-            (self.f)(
-                self.ctx,
-                n_tasks,
-                Some(trampoline),
-                &data as *const TaskData<'_> as *mut c_void,
-            )
-        };
+        unsafe { (self.f)(self.ctx, n_tasks, Some(trampoline), &data as *const TaskData<'_> as *mut c_void) };
     }
 }
 
@@ -321,11 +274,7 @@ impl Call {
         let ext = check_shape("logits", rows, classes, self.row_stride)?;
         let grads = self.kind != Kind::Forward;
         let in_place = grads && core::ptr::eq(self.grad, self.logits) && !self.logits.is_null();
-        let gext = if grads {
-            check_shape("grad_logits", rows, classes, self.grad_stride)?
-        } else {
-            0
-        };
+        let gext = if grads { check_shape("grad_logits", rows, classes, self.grad_stride)? } else { 0 };
         let targets_ext = match self.targets {
             RawTargets::Probs(_, stride) => check_shape("targets", rows, classes, stride)?,
             RawTargets::Labels(_) => rows,
@@ -356,18 +305,11 @@ impl Call {
             )
         };
         let (grad_loss, lse_in) = if self.kind == Kind::Backward {
-            (
-                Some(r.input("grad_loss", self.grad_loss, n_loss)?),
-                r.optional("lse", self.lse_in, rows, false)?,
-            )
+            (Some(r.input("grad_loss", self.grad_loss, n_loss)?), r.optional("lse", self.lse_in, rows, false)?)
         } else {
             (None, None)
         };
-        let grad = if grads {
-            Some(r.output("grad_logits", self.grad, gext)?)
-        } else {
-            None
-        };
+        let grad = if grads { Some(r.output("grad_logits", self.grad, gext)?) } else { None };
         r.check()?;
 
         // SAFETY: every region is non-NULL (or empty), aligned, inside the
@@ -375,10 +317,7 @@ impl Call {
         // shared and exclusive slices below never alias. Validity of the
         // memory itself is the caller's contract.
         unsafe {
-            let pool = o.parallel_for.map(|f| CPool {
-                f,
-                ctx: o.parallel_ctx,
-            });
+            let pool = o.parallel_for.map(|f| CPool { f, ctx: o.parallel_ctx });
             let options = Options {
                 reduction: red,
                 ignore_index: o.ignore_index,
@@ -391,12 +330,9 @@ impl Call {
             };
             let targets = match (labels, probs, self.targets) {
                 (Some(l), _, _) => Targets::Labels(l.slice()),
-                (_, Some(t), RawTargets::Probs(_, stride)) => Targets::Probs(Matrix {
-                    data: t.slice(),
-                    rows,
-                    cols: classes,
-                    stride,
-                }),
+                (_, Some(t), RawTargets::Probs(_, stride)) => {
+                    Targets::Probs(Matrix { data: t.slice(), rows, cols: classes, stride })
+                }
                 _ => unreachable!("targets match their kind"),
             };
             let out = || ForwardOut {
@@ -414,36 +350,20 @@ impl Call {
                         stride: self.grad_stride,
                     }),
                     Some(l) => LogitsGrad::Separate {
-                        logits: Matrix {
-                            data: l.slice(),
-                            rows,
-                            cols: classes,
-                            stride: self.row_stride,
-                        },
-                        grad: MatrixMut {
-                            data: g.slice_mut(),
-                            rows,
-                            cols: classes,
-                            stride: self.grad_stride,
-                        },
+                        logits: Matrix { data: l.slice(), rows, cols: classes, stride: self.row_stride },
+                        grad: MatrixMut { data: g.slice_mut(), rows, cols: classes, stride: self.grad_stride },
                     },
                 }
             };
             match self.kind {
                 Kind::Forward => {
-                    let m = Matrix {
-                        data: logits.expect("logits").slice(),
-                        rows,
-                        cols: classes,
-                        stride: self.row_stride,
-                    };
+                    let m =
+                        Matrix { data: logits.expect("logits").slice(), rows, cols: classes, stride: self.row_stride };
                     loss::forward(m, targets, &options, out())
                 }
                 Kind::Backward => {
-                    let up = Upstream {
-                        grad_loss: grad_loss.expect("grad_loss").slice(),
-                        lse: lse_in.map(|l| l.slice()),
-                    };
+                    let up =
+                        Upstream { grad_loss: grad_loss.expect("grad_loss").slice(), lse: lse_in.map(|l| l.slice()) };
                     loss::backward(io(), targets, &options, up)
                 }
                 Kind::ForwardBackward => loss::forward_backward(io(), targets, &options, out()),

@@ -41,14 +41,8 @@ pub type XentTaskFn = Option<unsafe extern "C" fn(task_ctx: *mut c_void, task_in
 
 /// A caller's pool: call `task(task_ctx, i)` once for every i in [0, n_tasks),
 /// on any threads, and return only when all calls have returned.
-pub type XentParallelFor = Option<
-    unsafe extern "C" fn(
-        parallel_ctx: *mut c_void,
-        n_tasks: usize,
-        task: XentTaskFn,
-        task_ctx: *mut c_void,
-    ),
->;
+pub type XentParallelFor =
+    Option<unsafe extern "C" fn(parallel_ctx: *mut c_void, n_tasks: usize, task: XentTaskFn, task_ctx: *mut c_void)>;
 
 /// Options of every call. Start from `xent_options_default()` and change fields.
 #[repr(C)]
@@ -115,10 +109,7 @@ pub(crate) fn guard(body: impl FnOnce() -> Result<(), Error>) -> XentStatus {
             .map(|s| s.to_string())
             .or_else(|| payload.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".into());
-        Err(Error::new(
-            ErrorKind::Internal,
-            format!("internal error (panic): {what}"),
-        ))
+        Err(Error::new(ErrorKind::Internal, format!("internal error (panic): {what}")))
     });
     match result {
         Ok(()) => XENT_STATUS_OK,
@@ -136,9 +127,7 @@ pub(crate) fn message(s: XentStatus) -> &'static core::ffi::CStr {
         XENT_STATUS_NULL_POINTER => c"a required pointer is NULL",
         XENT_STATUS_INVALID_SHAPE => c"invalid shape: classes, strides or buffer sizes",
         XENT_STATUS_INVALID_ARGUMENT => c"invalid argument: an option, alignment or buffer overlap",
-        XENT_STATUS_LABEL_OUT_OF_RANGE => {
-            c"a label is outside [0, classes) and is not ignore_index"
-        }
+        XENT_STATUS_LABEL_OUT_OF_RANGE => c"a label is outside [0, classes) and is not ignore_index",
         XENT_STATUS_SIZE_OVERFLOW => c"a size computation overflows",
         XENT_STATUS_ALLOCATION_FAILED => c"memory allocation failed",
         XENT_STATUS_INTERNAL_ERROR => c"internal error",

@@ -33,21 +33,30 @@ const EXP_MAX_X: f32 = 88.376_26;
 /// `e^x` per lane; see the module docs for its accuracy and range.
 #[inline(always)]
 pub(crate) fn exp<S: Simd>(s: S, x: S::V) -> S::V {
+    let y = exp_nonpositive(s, x);
+    s.select(s.lt(s.splat(EXP_MAX_X), x), s.splat(f32::INFINITY), y)
+}
+
+/// `e^x` for `x ≤ 0` (or NaN), the only range a max-subtracted softmax
+/// produces; equal to [`exp`] there, one compare cheaper. Meaningless for
+/// `x > 88.37`.
+#[inline(always)]
+pub(crate) fn exp_nonpositive<S: Simd>(s: S, x: S::V) -> S::V {
     let biased = s.fma(x, s.splat(LOG2E), s.splat(MAGIC_BIAS));
     let scale = s.shl23(biased);
     let n = s.sub(biased, s.splat(MAGIC_BIAS));
     let r = s.fma(n, s.splat(-LN2_HI), x);
     let r = s.fma(n, s.splat(-LN2_LO), r);
-    let mut q = s.splat(C6);
-    q = s.fma(q, r, s.splat(C5));
-    q = s.fma(q, r, s.splat(C4));
-    q = s.fma(q, r, s.splat(C3));
-    q = s.fma(q, r, s.splat(C2));
-    q = s.fma(q, r, s.splat(C1));
+    // Estrin's scheme: three short chains instead of one of depth 5.
+    let p01 = s.fma(s.splat(C2), r, s.splat(C1));
+    let p23 = s.fma(s.splat(C4), r, s.splat(C3));
+    let p45 = s.fma(s.splat(C6), r, s.splat(C5));
+    let r2 = s.mul(r, r);
+    let p03 = s.fma(p23, r2, p01);
+    let q = s.fma(p45, s.mul(r2, r2), p03);
     let rs = s.mul(r, scale);
     let y = s.fma(rs, q, scale);
-    let y = s.select(s.lt(x, s.splat(EXP_MIN_X)), s.splat(0.0), y);
-    s.select(s.lt(s.splat(EXP_MAX_X), x), s.splat(f32::INFINITY), y)
+    s.select(s.lt(x, s.splat(EXP_MIN_X)), s.splat(0.0), y)
 }
 
 /// Below this |u|, `tanh` uses its odd Taylor polynomial.
@@ -75,4 +84,28 @@ pub(crate) fn tanh<S: Simd>(s: S, u: S::V) -> S::V {
     p = s.fma(p, u2, s.splat(T3));
     let small = s.fma(s.mul(u, u2), p, u);
     s.select(s.lt(a, s.splat(TANH_SMALL)), small, big)
+}
+
+const SQRT2: f32 = core::f32::consts::SQRT_2;
+
+/// `ln x` per lane for positive normal `x`, within 2 ULP: `x = m·2^e` with
+/// `m` in `[√½, √2)`, `ln m = 2·atanh(f/(2+f))` by its odd series in
+/// `s = f/(2+f)` (|s| < 0.172, terms through `s^9`), plus `e·ln 2` split in
+/// two so `e·LN2_HI` is exact.
+#[inline(always)]
+pub(crate) fn log<S: Simd>(s: S, x: S::V) -> S::V {
+    let (e, m) = s.split_exponent(x);
+    let big = s.lt(s.splat(SQRT2), m);
+    let m = s.select(big, s.mul(m, s.splat(0.5)), m);
+    let e = s.select(big, s.add(e, s.splat(1.0)), e);
+    let f = s.sub(m, s.splat(1.0));
+    let t = s.div(f, s.add(f, s.splat(2.0)));
+    let t2 = s.mul(t, t);
+    let mut q = s.splat(1.0 / 9.0);
+    q = s.fma(q, t2, s.splat(1.0 / 7.0));
+    q = s.fma(q, t2, s.splat(1.0 / 5.0));
+    q = s.fma(q, t2, s.splat(1.0 / 3.0));
+    let two_t = s.add(t, t);
+    let ln_m = s.fma(s.mul(two_t, t2), q, two_t);
+    s.fma(e, s.splat(LN2_HI), s.fma(e, s.splat(LN2_LO), ln_m))
 }

@@ -17,7 +17,7 @@ mod x86;
 use std::cell::Cell;
 use std::sync::OnceLock;
 
-pub(crate) use rows::{Coef, Grad, Io, Logit};
+pub(crate) use rows::{Coef, Grad, Io, Logit, Rows};
 
 /// An instruction-set path. Values other than `Scalar` are only produced after
 /// checking that the CPU supports them.
@@ -41,26 +41,26 @@ impl Isa {
         }
     }
 
-    /// The best path this CPU supports.
+    /// The best path this CPU supports (detected once).
     pub fn best_available() -> Isa {
-        #[cfg(target_arch = "x86_64")]
-        {
-            if x86::Avx512::new().is_some() {
-                return Isa::Avx512;
+        static BEST: OnceLock<Isa> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if x86::Avx512::new().is_some() {
+                    return Isa::Avx512;
+                }
+                if x86::Avx2::new().is_some() {
+                    return Isa::Avx2;
+                }
             }
-            if x86::Avx2::new().is_some() {
-                return Isa::Avx2;
-            }
-        }
-        Isa::Scalar
+            Isa::Scalar
+        })
     }
 
     /// Every path this CPU supports, worst first.
     pub fn available() -> Vec<Isa> {
-        [Isa::Scalar, Isa::Avx2, Isa::Avx512]
-            .into_iter()
-            .filter(|&i| i <= Isa::best_available())
-            .collect()
+        [Isa::Scalar, Isa::Avx2, Isa::Avx512].into_iter().filter(|&i| i <= Isa::best_available()).collect()
     }
 
     /// The path in use: [`Isa::best_available`] capped by `XENT_ISA`, read
@@ -88,9 +88,7 @@ impl Isa {
 
     /// Parses a path name as `XENT_ISA` spells it.
     pub fn parse(name: &str) -> Option<Isa> {
-        [Isa::Scalar, Isa::Avx2, Isa::Avx512]
-            .into_iter()
-            .find(|i| i.name() == name.trim())
+        [Isa::Scalar, Isa::Avx2, Isa::Avx512].into_iter().find(|i| i.name() == name.trim())
     }
 
     /// `self` if this CPU supports it, else the best path below it.
@@ -156,6 +154,12 @@ dispatch! {
     fn coef_dot(row: &[f32], how: Logit, shift: f32, coef: Coef<'_>) -> (f64, f64);
     /// Writes one gradient row.
     fn grad(io: Io<'_>, g: Grad<'_>) -> ();
+    /// Element-wise `ln`.
+    fn log_slice(io: Io<'_>) -> ();
+    /// Max and Σexp of a batch of short rows.
+    fn short_scan(rows: Rows<'_>, max_out: &mut [f32], sum_out: &mut [f32]) -> ();
+    /// Gradient pass over a batch of short rows.
+    fn short_grad(dst: &mut [f32], stride: usize, cols: usize, g: Grad<'_>, a: &[f32]) -> ();
 }
 
 /// `(z', t)` for one stored value, computed by the same vector code the
@@ -163,6 +167,20 @@ dispatch! {
 pub(crate) fn logit_one(x: f32, how: Logit) -> (f32, f32) {
     let (z, t) = rows::logit(scalar::Scalar, how, [x; simd::LANES]);
     (z[0], t[0])
+}
+
+/// `ln x` by the kernels' log (lane 0 of the portable path, which every
+/// path matches bit for bit).
+pub(crate) fn log_one(x: f32) -> f32 {
+    let mut out = [0.0f32; 1];
+    rows::log_slice(scalar::Scalar, Io::Map(&[x], &mut out));
+    out[0]
+}
+
+/// `ln x` by the kernels' log, for tests.
+#[doc(hidden)]
+pub fn log_lanes(isa: Isa, x: &[f32], out: &mut [f32]) {
+    log_slice(isa, Io::Map(x, out));
 }
 
 /// `e^x` by the kernels' exp, for tests.

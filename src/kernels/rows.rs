@@ -4,7 +4,7 @@
 //! lanes for 64 chunks (1024 elements) at a time, reduced by the fixed tree and
 //! added to an f64 total, which keeps long rows accurate.
 
-use super::math::{exp, tanh};
+use super::math::{exp, exp_nonpositive, log, tanh};
 use super::simd::{LANES, Simd};
 
 /// What a pass reads and writes.
@@ -40,12 +40,14 @@ pub(crate) struct Coef<'a> {
 
 /// The gradient pass: `grad_j = (a·p_j − c_j) · f_j`, where `p_j` is
 /// `exp(z'_j − shift)` or, when `stored_exp`, the value already in the row,
-/// and `f_j = 1 − t_j²` under a softcap, else 1.
+/// and `f_j = 1 − t_j²` under a softcap, else 1. `bounded` promises
+/// `z'_j ≤ shift` (the shift is the row max), which allows the cheaper exp.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Grad<'a> {
     pub logit: Logit,
     pub stored_exp: bool,
     pub shift: f32,
+    pub bounded: bool,
     pub a: f32,
     pub coef: Coef<'a>,
 }
@@ -53,17 +55,11 @@ pub(crate) struct Grad<'a> {
 impl<'a> Coef<'a> {
     /// The coefficients of classes `r`.
     pub(crate) fn slice(&self, r: core::ops::Range<usize>) -> Coef<'a> {
-        Coef {
-            w: self.w.map(|w| &w[r.clone()]),
-            y: self.y.map(|y| &y[r]),
-            ..*self
-        }
+        Coef { w: self.w.map(|w| &w[r.clone()]), y: self.y.map(|y| &y[r]), ..*self }
     }
 }
 
-const IOTA: [f32; LANES] = [
-    0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0,
-];
+const IOTA: [f32; LANES] = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0];
 const FLUSH_CHUNKS: u32 = 64;
 
 #[inline(always)]
@@ -92,8 +88,7 @@ macro_rules! for_chunks {
             Io::Read(src) => {
                 let mut it = src.chunks_exact(LANES);
                 for (k, c) in it.by_ref().enumerate() {
-                    let ($x, $off, $n) =
-                        (s.load(c.try_into().expect("16 lanes")), k * LANES, LANES);
+                    let ($x, $off, $n) = (s.load(c.try_into().expect("16 lanes")), k * LANES, LANES);
                     let _ = $body;
                 }
                 let r = it.remainder();
@@ -108,8 +103,7 @@ macro_rules! for_chunks {
                 let mut si = src.chunks_exact(LANES);
                 let mut di = dst.chunks_exact_mut(LANES);
                 for (k, (a, b)) in si.by_ref().zip(di.by_ref()).enumerate() {
-                    let ($x, $off, $n) =
-                        (s.load(a.try_into().expect("16 lanes")), k * LANES, LANES);
+                    let ($x, $off, $n) = (s.load(a.try_into().expect("16 lanes")), k * LANES, LANES);
                     let y = $body;
                     s.store(b.try_into().expect("16 lanes"), y);
                 }
@@ -151,12 +145,7 @@ struct Sum<S: Simd> {
 impl<S: Simd> Sum<S> {
     #[inline(always)]
     fn new(s: S) -> Self {
-        Sum {
-            s,
-            acc: s.splat(0.0),
-            chunks: 0,
-            total: 0.0,
-        }
+        Sum { s, acc: s.splat(0.0), chunks: 0, total: 0.0 }
     }
     #[inline(always)]
     fn add(&mut self, v: S::V) {
@@ -206,11 +195,7 @@ fn coef_at<S: Simd>(s: S, c: &Coef<'_>, off: usize, n: usize) -> S::V {
         Some(w) => s.mul(load_at(s, w, off, n), inner),
         None => inner,
     };
-    if n == LANES {
-        v
-    } else {
-        s.select(lanes_below(s, n), v, s.splat(0.0))
-    }
+    if n == LANES { v } else { s.select(lanes_below(s, n), v, s.splat(0.0)) }
 }
 
 /// Largest `z'` of the row; NaN values are skipped (the sum pass sees them).
@@ -219,11 +204,7 @@ pub(crate) fn max<S: Simd>(s: S, row: &[f32], how: Logit) -> f32 {
     let mut acc = s.splat(f32::NEG_INFINITY);
     for_chunks!(s, Io::Read(row), f32::NEG_INFINITY, |x, _, n| {
         let (z, _) = logit(s, how, x);
-        let z = if n == LANES {
-            z
-        } else {
-            s.select(lanes_below(s, n), z, s.splat(f32::NEG_INFINITY))
-        };
+        let z = if n == LANES { z } else { s.select(lanes_below(s, n), z, s.splat(f32::NEG_INFINITY)) };
         acc = s.max(z, acc);
         x
     });
@@ -244,11 +225,7 @@ pub(crate) fn argmax<S: Simd>(s: S, row: &[f32]) -> usize {
     let mut found = None;
     for_chunks!(s, Io::Read(row), 0.0, |x, off, _| {
         if found.is_none() {
-            let hit = if nan {
-                s.is_nan(x)
-            } else {
-                s.eq(x, s.splat(target))
-            };
+            let hit = if nan { s.is_nan(x) } else { s.eq(x, s.splat(target)) };
             found = s.first_set(hit).map(|i| off + i);
         }
         x
@@ -262,11 +239,7 @@ pub(crate) fn tanh_store_max<S: Simd>(s: S, io: Io<'_>, cap: f32) -> f32 {
     let mut acc = s.splat(f32::NEG_INFINITY);
     for_chunks!(s, io, f32::NEG_INFINITY, |x, _, n| {
         let (_, t) = logit(s, Logit::Softcap(cap), x);
-        let m = if n == LANES {
-            t
-        } else {
-            s.select(lanes_below(s, n), t, s.splat(f32::NEG_INFINITY))
-        };
+        let m = if n == LANES { t } else { s.select(lanes_below(s, n), t, s.splat(f32::NEG_INFINITY)) };
         acc = s.max(m, acc);
         t
     });
@@ -285,12 +258,8 @@ pub(crate) fn sum_exp<S: Simd>(s: S, io: Io<'_>, how: Logit, shift: f32, next: &
             s.prefetch(at);
         }
         let (z, _) = logit(s, how, x);
-        let e = exp(s, s.sub(z, sh));
-        let e = if n == LANES {
-            e
-        } else {
-            s.select(lanes_below(s, n), e, s.splat(0.0))
-        };
+        let e = exp_nonpositive(s, s.sub(z, sh));
+        let e = if n == LANES { e } else { s.select(lanes_below(s, n), e, s.splat(0.0)) };
         sum.add(e);
         e
     });
@@ -300,13 +269,7 @@ pub(crate) fn sum_exp<S: Simd>(s: S, io: Io<'_>, how: Logit, shift: f32, next: &
 /// `(Σ c_j, Σ c_j·(z'_j − shift))`, where a zero `c_j` contributes exactly 0
 /// even when `z'_j` is −inf.
 #[inline(always)]
-pub(crate) fn coef_dot<S: Simd>(
-    s: S,
-    row: &[f32],
-    how: Logit,
-    shift: f32,
-    coef: Coef<'_>,
-) -> (f64, f64) {
+pub(crate) fn coef_dot<S: Simd>(s: S, row: &[f32], how: Logit, shift: f32, coef: Coef<'_>) -> (f64, f64) {
     let mut total = Sum::new(s);
     let mut dot = Sum::new(s);
     let sh = s.splat(shift);
@@ -333,7 +296,8 @@ pub(crate) fn grad<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>) {
         let p = if g.stored_exp {
             x
         } else {
-            exp(s, s.sub(z, sh))
+            let x = s.sub(z, sh);
+            if g.bounded { exp_nonpositive(s, x) } else { exp(s, x) }
         };
         let c = coef_at(s, &g.coef, off, n);
         let v = s.fma(a, p, s.sub(s.splat(0.0), c));
@@ -348,4 +312,49 @@ pub(crate) fn grad<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>) {
 #[inline(always)]
 pub(crate) fn exp_slice<S: Simd>(s: S, io: Io<'_>) {
     for_chunks!(s, io, 0.0, |x, _, _| exp(s, x));
+}
+
+/// Stores `ln x` for each element (positive normal inputs).
+#[inline(always)]
+pub(crate) fn log_slice<S: Simd>(s: S, io: Io<'_>) {
+    for_chunks!(s, io, 1.0, |x, _, _| log(s, x));
+}
+
+/// Up to 64 consecutive rows of a matrix, for the short-row path.
+pub(crate) struct Rows<'a> {
+    /// The logits rows, or `None` when `dst` holds them (in place).
+    pub src: Option<&'a [f32]>,
+    pub src_stride: usize,
+    /// Where exps are stored (fused call), if anywhere.
+    pub dst: Option<&'a mut [f32]>,
+    pub dst_stride: usize,
+    pub cols: usize,
+}
+
+/// For each row `k`: `max[k]` and `sum[k] = Σ exp(z − max)` by exactly the
+/// passes the long-row path runs on a single-chunk row, storing the exps
+/// when there is a `dst`. One call per batch instead of two per row.
+#[inline(always)]
+pub(crate) fn short_scan<S: Simd>(s: S, rows: Rows<'_>, max_out: &mut [f32], sum_out: &mut [f32]) {
+    let Rows { src, src_stride: ss, mut dst, dst_stride: ds, cols } = rows;
+    for (k, (mk, sk)) in max_out.iter_mut().zip(sum_out.iter_mut()).enumerate() {
+        let srow = src.map(|x| &x[k * ss..k * ss + cols]);
+        let drow = dst.as_deref_mut().map(|d| &mut d[k * ds..k * ds + cols]);
+        let (m, io) = match (srow, drow) {
+            (Some(a), Some(b)) => (max(s, a, Logit::Raw), Io::Map(a, b)),
+            (Some(a), None) => (max(s, a, Logit::Raw), Io::Read(a)),
+            (None, Some(b)) => (max(s, b, Logit::Raw), Io::InPlace(b)),
+            (None, None) => unreachable!("a batch has logits"),
+        };
+        *sk = sum_exp(s, io, Logit::Raw, m, &[]) as f32;
+        *mk = m;
+    }
+}
+
+/// The gradient pass of [`grad`] on consecutive rows, row `k` with `a[k]`.
+#[inline(always)]
+pub(crate) fn short_grad<S: Simd>(s: S, dst: &mut [f32], stride: usize, cols: usize, g: Grad<'_>, a: &[f32]) {
+    for (k, &ak) in a.iter().enumerate() {
+        grad(s, Io::InPlace(&mut dst[k * stride..k * stride + cols]), Grad { a: ak, ..g });
+    }
 }

@@ -97,10 +97,14 @@ impl Simd for Scalar {
         map(a, |x| f32::from_bits(x.to_bits() << 23))
     }
     #[inline(always)]
+    fn split_exponent(self, x: V) -> (V, V) {
+        let e = map(x, |v| ((v.to_bits() >> 23) as i32 - 127) as f32);
+        let m = map(x, |v| f32::from_bits((v.to_bits() & 0x007f_ffff) | 0x3f80_0000));
+        (e, m)
+    }
+    #[inline(always)]
     fn or_sign(self, mag: V, sign: V) -> V {
-        zip(mag, sign, |m, s| {
-            f32::from_bits(m.to_bits() | (s.to_bits() & 0x8000_0000))
-        })
+        zip(mag, sign, |m, s| f32::from_bits(m.to_bits() | (s.to_bits() & 0x8000_0000)))
     }
     #[inline(always)]
     fn lt(self, a: V, b: V) -> u16 {

@@ -49,6 +49,9 @@ pub(crate) trait Simd: Copy {
     /// Reinterprets the lanes as `u32`, shifts each left by 23 bits and
     /// reinterprets back (builds `2^n` from a biased exponent).
     fn shl23(self, a: Self::V) -> Self::V;
+    /// For positive normal lanes `x = m·2^e` with `m` in [1, 2): returns
+    /// `(e, m)`, `e` as a float (exact bit manipulation).
+    fn split_exponent(self, x: Self::V) -> (Self::V, Self::V);
     /// Copies the sign bit of `sign` onto the non-negative `mag`.
     fn or_sign(self, mag: Self::V, sign: Self::V) -> Self::V;
 

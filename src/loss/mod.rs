@@ -5,6 +5,7 @@
 mod plan;
 mod row;
 mod scan;
+mod short;
 mod types;
 
 pub use types::*;
@@ -74,40 +75,8 @@ fn run(
     });
     let work = |mut b: Block<'_>| {
         let mut acc = (0.0f64, 0.0f64);
-        for k in 0..b.rows {
-            let i = b.first + k;
-            let (ss, ds) = (layout.src_stride, layout.dst_stride);
-            let src = b.src.map(|s| &s[k * ss..k * ss + cols]);
-            // The next row of this block, to prefetch while this one computes.
-            let has_next = k + 1 < b.rows;
-            let next_src = b
-                .src
-                .filter(|_| has_next)
-                .map(|s| &s[(k + 1) * ss..(k + 1) * ss + cols]);
-            let (dst, next_dst) = match b.dst.as_deref_mut() {
-                Some(d) => {
-                    let (head, tail) = d.split_at_mut((k * ds + cols).min(d.len()));
-                    let next = if has_next {
-                        &tail[ds - cols..ds]
-                    } else {
-                        &[][..]
-                    };
-                    (Some(&mut head[k * ds..]), next)
-                }
-                None => (None, &[][..]),
-            };
-            let next = next_src.unwrap_or(next_dst);
-            let r = match (plan.mode, dst) {
-                (Mode::Forward, _) => {
-                    plan.forward_row(i, src.expect("forward reads logits"), next, want_argmax)
-                }
-                (Mode::Fused, Some(d)) => plan.fused_row(i, src, d, next, want_argmax),
-                (Mode::Backward, Some(d)) => {
-                    plan.backward_row(i, src, d, next);
-                    continue;
-                }
-                (_, None) => unreachable!("gradient modes have a destination"),
-            };
+        // Per-row outputs, written in row order (the order of `acc`'s sum).
+        let mut emit = |k: usize, r: &row::RowOut| {
             acc = (acc.0 + r.ce, acc.1 + r.z);
             if let Some(l) = b.loss.as_deref_mut() {
                 l[k] = canonical(r.ce + r.z);
@@ -118,6 +87,52 @@ fn run(
             if let Some(a) = b.argmax.as_deref_mut() {
                 a[k] = r.argmax;
             }
+        };
+        let (ss, ds) = (layout.src_stride, layout.dst_stride);
+        if plan.short_path() {
+            let mut out = [row::RowOut::default(); short::BATCH];
+            for k0 in (0..b.rows).step_by(short::BATCH) {
+                let n = short::BATCH.min(b.rows - k0);
+                let batch = short::Batch {
+                    first: b.first + k0,
+                    rows: n,
+                    src: b.src.map(|s| &s[k0 * ss..]),
+                    src_stride: ss,
+                    dst: b.dst.as_deref_mut().map(|d| &mut d[k0 * ds..]),
+                    dst_stride: ds,
+                };
+                plan.short_batch(batch, want_argmax, &mut out);
+                for (k, r) in out[..n].iter().enumerate() {
+                    emit(k0 + k, r);
+                }
+            }
+            return acc;
+        }
+        for k in 0..b.rows {
+            let i = b.first + k;
+            let src = b.src.map(|s| &s[k * ss..k * ss + cols]);
+            // The next row of this block, to prefetch while this one computes.
+            let has_next = k + 1 < b.rows;
+            let next_src = b.src.filter(|_| has_next).map(|s| &s[(k + 1) * ss..(k + 1) * ss + cols]);
+            let (dst, next_dst) = match b.dst.as_deref_mut() {
+                Some(d) => {
+                    let (head, tail) = d.split_at_mut((k * ds + cols).min(d.len()));
+                    let next = if has_next { &tail[ds - cols..ds] } else { &[][..] };
+                    (Some(&mut head[k * ds..]), next)
+                }
+                None => (None, &[][..]),
+            };
+            let next = next_src.unwrap_or(next_dst);
+            let r = match (plan.mode, dst) {
+                (Mode::Forward, _) => plan.forward_row(i, src.expect("forward reads logits"), next, want_argmax),
+                (Mode::Fused, Some(d)) => plan.fused_row(i, src, d, next, want_argmax),
+                (Mode::Backward, Some(d)) => {
+                    plan.backward_row(i, src, d, next);
+                    continue;
+                }
+                (_, None) => unreachable!("gradient modes have a destination"),
+            };
+            emit(k, &r);
         }
         acc
     };
@@ -139,13 +154,7 @@ fn split(io: LogitsGrad<'_>) -> Result<Split<'_>> {
     match io {
         LogitsGrad::Separate { logits, grad } => {
             check_logits(&logits)?;
-            Plan::check_logits(
-                "grad_logits",
-                grad.data.len(),
-                grad.rows,
-                grad.cols,
-                grad.stride,
-            )?;
+            Plan::check_logits("grad_logits", grad.data.len(), grad.rows, grad.cols, grad.stride)?;
             if (grad.rows, grad.cols) != (logits.rows, logits.cols) {
                 return Err(Error::new(
                     ErrorKind::InvalidShape,
@@ -155,24 +164,12 @@ fn split(io: LogitsGrad<'_>) -> Result<Split<'_>> {
                     ),
                 ));
             }
-            let layout = Layout {
-                src_stride: logits.stride,
-                dst_stride: grad.stride,
-            };
-            Ok((
-                logits.rows,
-                logits.cols,
-                layout,
-                Some(logits.data),
-                grad.data,
-            ))
+            let layout = Layout { src_stride: logits.stride, dst_stride: grad.stride };
+            Ok((logits.rows, logits.cols, layout, Some(logits.data), grad.data))
         }
         LogitsGrad::InPlace(m) => {
             Plan::check_logits("logits", m.data.len(), m.rows, m.cols, m.stride)?;
-            let layout = Layout {
-                src_stride: m.stride,
-                dst_stride: m.stride,
-            };
+            let layout = Layout { src_stride: m.stride, dst_stride: m.stride };
             Ok((m.rows, m.cols, layout, None, m.data))
         }
     }
@@ -180,37 +177,17 @@ fn split(io: LogitsGrad<'_>) -> Result<Split<'_>> {
 
 /// The loss (and optionally per-row log-sum-exp and argmax) of `logits`
 /// against `targets`. Nothing is written unless the call succeeds.
-pub fn forward(
-    logits: Matrix<'_>,
-    targets: Targets<'_>,
-    options: &Options<'_>,
-    out: ForwardOut<'_>,
-) -> Result<()> {
+pub fn forward(logits: Matrix<'_>, targets: Targets<'_>, options: &Options<'_>, out: ForwardOut<'_>) -> Result<()> {
     check_logits(&logits)?;
-    let plan = Plan::new(
-        Mode::Forward,
-        logits.rows,
-        logits.cols,
-        targets,
-        options,
-        None,
-    )?;
+    let plan = Plan::new(Mode::Forward, logits.rows, logits.cols, targets, options, None)?;
     plan.check_out(&out)?;
-    let layout = Layout {
-        src_stride: logits.stride,
-        dst_stride: 0,
-    };
+    let layout = Layout { src_stride: logits.stride, dst_stride: 0 };
     run(&plan, options, layout, Some(logits.data), None, Some(out))
 }
 
 /// The gradient of the loss with respect to the logits, given the upstream
 /// gradient (and optionally the forward's log-sum-exp).
-pub fn backward(
-    io: LogitsGrad<'_>,
-    targets: Targets<'_>,
-    options: &Options<'_>,
-    upstream: Upstream<'_>,
-) -> Result<()> {
+pub fn backward(io: LogitsGrad<'_>, targets: Targets<'_>, options: &Options<'_>, upstream: Upstream<'_>) -> Result<()> {
     let (rows, cols, layout, src, dst) = split(io)?;
     let plan = Plan::new(Mode::Backward, rows, cols, targets, options, Some(upstream))?;
     run(&plan, options, layout, src, Some(dst), None)

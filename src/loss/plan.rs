@@ -33,6 +33,8 @@ pub(crate) struct Plan<'a> {
     /// the z-loss part (kept rows).
     pub ce_denominator: f64,
     pub z_denominator: f64,
+    /// `(1/ce_denominator, 1/z_denominator)` for a mean, else `(1, 1)`.
+    pub mean_scales: (f64, f64),
     pub upstream: Option<Upstream<'a>>,
     pub isa: Isa,
 }
@@ -55,17 +57,13 @@ pub(crate) fn check_shape(what: &str, rows: usize, cols: usize, stride: usize) -
         return err(ErrorKind::InvalidShape, "classes must be at least 1");
     }
     if stride < cols {
-        return err(
-            ErrorKind::InvalidShape,
-            format!("{what} row stride {stride} is smaller than classes {cols}"),
-        );
+        return err(ErrorKind::InvalidShape, format!("{what} row stride {stride} is smaller than classes {cols}"));
     }
     match extent(rows, cols, stride) {
         Some(n) if n <= isize::MAX as usize / 4 => Ok(n),
-        _ => err(
-            ErrorKind::SizeOverflow,
-            format!("{what}: {rows} rows with stride {stride} overflow the address space"),
-        ),
+        _ => {
+            err(ErrorKind::SizeOverflow, format!("{what}: {rows} rows with stride {stride} overflow the address space"))
+        }
     }
 }
 
@@ -82,34 +80,22 @@ fn check_matrix(what: &str, len: usize, rows: usize, cols: usize, stride: usize)
 
 fn check_len(what: &str, len: usize, need: usize) -> Result<()> {
     if len < need {
-        return err(
-            ErrorKind::InvalidShape,
-            format!("{what} holds {len} values but {need} are needed"),
-        );
+        return err(ErrorKind::InvalidShape, format!("{what} holds {len} values but {need} are needed"));
     }
     Ok(())
 }
 
 fn check_options(o: &Options<'_>, cols: usize) -> Result<()> {
     if !(0.0..=1.0).contains(&o.label_smoothing) {
-        return err(
-            ErrorKind::InvalidArgument,
-            format!("label_smoothing {} is outside [0, 1]", o.label_smoothing),
-        );
+        return err(ErrorKind::InvalidArgument, format!("label_smoothing {} is outside [0, 1]", o.label_smoothing));
     }
     if !(o.z_loss_scale >= 0.0 && o.z_loss_scale.is_finite()) {
-        return err(
-            ErrorKind::InvalidArgument,
-            format!("z_loss_scale {} must be finite and >= 0", o.z_loss_scale),
-        );
+        return err(ErrorKind::InvalidArgument, format!("z_loss_scale {} must be finite and >= 0", o.z_loss_scale));
     }
     if !(o.logit_softcap >= 0.0 && o.logit_softcap.is_finite()) {
         return err(
             ErrorKind::InvalidArgument,
-            format!(
-                "logit_softcap {} must be finite and >= 0 (0 = off)",
-                o.logit_softcap
-            ),
+            format!("logit_softcap {} must be finite and >= 0 (0 = off)", o.logit_softcap),
         );
     }
     if let Some(w) = o.class_weights {
@@ -128,10 +114,7 @@ fn check_labels(labels: &[i32], rows: usize, cols: usize, o: &Options<'_>) -> Re
             continue;
         }
         if y < 0 || y as usize >= cols {
-            return err(
-                ErrorKind::LabelOutOfRange,
-                format!("label {y} at row {i} is outside [0, {cols})"),
-            );
+            return err(ErrorKind::LabelOutOfRange, format!("label {y} at row {i} is outside [0, {cols})"));
         }
         kept += 1;
         weight_sum += o.class_weights.map_or(1.0, |w| f64::from(w[y as usize]));
@@ -157,21 +140,14 @@ impl<'a> Plan<'a> {
                 if t.rows != rows || t.cols != cols {
                     return err(
                         ErrorKind::InvalidShape,
-                        format!(
-                            "targets are {}x{} but logits are {rows}x{cols}",
-                            t.rows, t.cols
-                        ),
+                        format!("targets are {}x{} but logits are {rows}x{cols}", t.rows, t.cols),
                     );
                 }
                 (rows as f64, rows as f64)
             }
         };
         if let Some(up) = upstream {
-            let n = if o.reduction == Reduction::None {
-                rows
-            } else {
-                1
-            };
+            let n = if o.reduction == Reduction::None { rows } else { 1 };
             check_len("grad_loss", up.grad_loss.len(), n)?;
             if let Some(l) = up.lse {
                 check_len("lse", l.len(), rows)?;
@@ -179,11 +155,7 @@ impl<'a> Plan<'a> {
         }
         let weights = o.class_weights.map(|w| &w[..cols]);
         let weight_total = weights.map_or(cols as f64, |w| w.iter().map(|&x| f64::from(x)).sum());
-        let logit = if o.logit_softcap > 0.0 {
-            Logit::Softcap(o.logit_softcap)
-        } else {
-            Logit::Raw
-        };
+        let logit = if o.logit_softcap > 0.0 { Logit::Softcap(o.logit_softcap) } else { Logit::Raw };
         Ok(Plan {
             mode,
             rows,
@@ -198,29 +170,23 @@ impl<'a> Plan<'a> {
             weight_total,
             ce_denominator,
             z_denominator,
+            mean_scales: match o.reduction {
+                Reduction::Mean => (1.0 / ce_denominator, 1.0 / z_denominator),
+                Reduction::Sum | Reduction::None => (1.0, 1.0),
+            },
             upstream,
             isa: Isa::active(),
         })
     }
 
     /// Checks a logits matrix against the plan's shape.
-    pub(crate) fn check_logits(
-        what: &str,
-        len: usize,
-        rows: usize,
-        cols: usize,
-        stride: usize,
-    ) -> Result<()> {
+    pub(crate) fn check_logits(what: &str, len: usize, rows: usize, cols: usize, stride: usize) -> Result<()> {
         check_matrix(what, len, rows, cols, stride)
     }
 
     /// Checks the forward outputs' lengths.
     pub(crate) fn check_out(&self, out: &ForwardOut<'_>) -> Result<()> {
-        let n = if self.reduction == Reduction::None {
-            self.rows
-        } else {
-            1
-        };
+        let n = if self.reduction == Reduction::None { self.rows } else { 1 };
         check_len("loss", out.loss.len(), n)?;
         if let Some(l) = &out.lse {
             check_len("lse", l.len(), self.rows)?;
@@ -233,21 +199,13 @@ impl<'a> Plan<'a> {
 
     /// Scale of the (cross-entropy, z-loss) parts of row `i`'s gradient:
     /// the upstream gradient over the mean's denominators.
+    #[inline]
     pub(crate) fn grad_scales(&self, i: usize) -> (f64, f64) {
         let g = match self.upstream {
-            Some(up) => f64::from(
-                up.grad_loss[if self.reduction == Reduction::None {
-                    i
-                } else {
-                    0
-                }],
-            ),
+            Some(up) => f64::from(up.grad_loss[if self.reduction == Reduction::None { i } else { 0 }]),
             None => 1.0,
         };
-        match self.reduction {
-            Reduction::Mean => (g / self.ce_denominator, g / self.z_denominator),
-            Reduction::Sum | Reduction::None => (g, g),
-        }
+        (g * self.mean_scales.0, g * self.mean_scales.1)
     }
 
     /// Combines the (cross-entropy, z-loss) sums of all rows into the reduced loss.

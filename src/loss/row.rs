@@ -28,13 +28,14 @@ pub(crate) struct RowOut {
 
 /// The row's target: a kept label, an ignored one, or a probability row.
 #[derive(Clone, Copy)]
-enum Target<'a> {
+pub(super) enum Target<'a> {
     Label(usize),
     Ignored,
     Probs(&'a [f32]),
 }
 
-fn target<'a>(p: &Plan<'a>, i: usize) -> Target<'a> {
+#[inline]
+pub(super) fn target<'a>(p: &Plan<'a>, i: usize) -> Target<'a> {
     match p.targets {
         Targets::Labels(l) if l[i] == p.ignore_index => Target::Ignored,
         Targets::Labels(l) => Target::Label(l[i] as usize),
@@ -43,15 +44,18 @@ fn target<'a>(p: &Plan<'a>, i: usize) -> Target<'a> {
 }
 
 impl Plan<'_> {
+    #[inline]
     fn weight(&self, y: usize) -> f64 {
         self.weights.map_or(1.0, |w| f64::from(w[y]))
     }
 
+    #[inline]
     fn eps_per_class(&self) -> f64 {
         f64::from(self.smoothing) / self.cols as f64
     }
 
     /// Coefficients `c_j` of the loss (scaled by `k`) for a target.
+    #[inline]
     fn coef<'r>(&'r self, t: Target<'r>, k: f64) -> Coef<'r> {
         match t {
             Target::Probs(y) => Coef {
@@ -60,12 +64,7 @@ impl Plan<'_> {
                 k1: (k * (1.0 - f64::from(self.smoothing))) as f32,
                 k0: (k * self.eps_per_class()) as f32,
             },
-            _ => Coef {
-                w: self.weights,
-                y: None,
-                k1: 0.0,
-                k0: k as f32,
-            },
+            _ => Coef { w: self.weights, y: None, k1: 0.0, k0: k as f32 },
         }
     }
 
@@ -93,6 +92,7 @@ impl Plan<'_> {
     }
 
     /// Cross-entropy of a kept row from `L`, `z'_y − m` and the dots.
+    #[inline]
     fn ce(&self, t: Target<'_>, l: f64, zy_minus_m: f64, (total, dot): (f64, f64)) -> f64 {
         match t {
             Target::Label(y) => {
@@ -110,13 +110,8 @@ impl Plan<'_> {
 
     /// The gradient's `p_j` coefficient before dividing by Σexp, and the
     /// scaled coefficients `c_j`; the label correction is returned apart.
-    fn grad_terms<'r>(
-        &'r self,
-        i: usize,
-        t: Target<'r>,
-        total: f64,
-        lse: f64,
-    ) -> (f64, Coef<'r>, f64) {
+    #[inline]
+    pub(super) fn grad_terms<'r>(&'r self, i: usize, t: Target<'r>, total: f64, lse: f64) -> (f64, Coef<'r>, f64) {
         let (ce_k, z_k) = self.grad_scales(i);
         let z_part = z_k * 2.0 * f64::from(self.z_scale) * lse;
         match t {
@@ -130,26 +125,17 @@ impl Plan<'_> {
         }
     }
 
+    #[inline]
     fn z_loss(&self, lse: f64) -> f64 {
         f64::from(self.z_scale) * lse * lse
     }
 
-    fn argmax(&self, row: &[f32], want: bool) -> i32 {
-        if want {
-            kernels::argmax(self.isa, row) as i32
-        } else {
-            0
-        }
+    pub(super) fn argmax(&self, row: &[f32], want: bool) -> i32 {
+        if want { kernels::argmax(self.isa, row) as i32 } else { 0 }
     }
 
     /// Forward only: nothing is written but the returned values.
-    pub(crate) fn forward_row(
-        &self,
-        i: usize,
-        row: &[f32],
-        next: &[f32],
-        want_argmax: bool,
-    ) -> RowOut {
+    pub(crate) fn forward_row(&self, i: usize, row: &[f32], next: &[f32], want_argmax: bool) -> RowOut {
         let t = target(self, i);
         let argmax = self.argmax(row, want_argmax);
         let s = self.scan(t, RowIo::Read(row), next);
@@ -157,34 +143,43 @@ impl Plan<'_> {
     }
 
     fn finish(&self, t: Target<'_>, s: &Scan, argmax: i32) -> RowOut {
-        if s.sum.is_nan() {
-            let ce = if matches!(t, Target::Ignored) {
-                0.0
-            } else {
-                f64::NAN
-            };
-            return RowOut {
-                ce,
-                z: ce,
-                lse: f32::NAN,
-                argmax,
-            };
+        let l = if s.sum.is_nan() { f32::NAN } else { kernels::log_one(s.sum as f32) };
+        self.finish_with(t, s.max, s.sum, l, s.zy, (s.total, s.dot), argmax)
+    }
+
+    /// A row's outputs from its max, Σexp, `L = ln Σexp` (the kernels'
+    /// float32 log, so every path agrees), label logit and dots.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub(super) fn finish_with(
+        &self,
+        t: Target<'_>,
+        max: f32,
+        sum: f64,
+        l: f32,
+        zy: f32,
+        dots: (f64, f64),
+        argmax: i32,
+    ) -> RowOut {
+        if sum.is_nan() {
+            let ce = if matches!(t, Target::Ignored) { 0.0 } else { f64::NAN };
+            return RowOut { ce, z: ce, lse: f32::NAN, argmax };
         }
-        let l = s.sum.ln();
-        let lse = f64::from(s.max) + l;
+        let l = f64::from(l);
+        let lse = f64::from(max) + l;
         let (ce, z) = match t {
             Target::Ignored => (0.0, 0.0),
             _ => {
-                let zy = f64::from(s.zy) - f64::from(s.max);
-                (self.ce(t, l, zy, (s.total, s.dot)), self.z_loss(lse))
+                let zy = f64::from(zy) - f64::from(max);
+                (self.ce(t, l, zy, dots), self.z_loss(lse))
             }
         };
-        RowOut {
-            ce,
-            z,
-            lse: lse as f32,
-            argmax,
-        }
+        RowOut { ce, z, lse: lse as f32, argmax }
+    }
+
+    /// `lse` of a row as the forward computes it.
+    fn lse_of(max: f32, sum: f64) -> f64 {
+        f64::from(max) + f64::from(kernels::log_one(sum as f32))
     }
 
     /// Forward and gradient of one row. `src` is the logits row, or `None`
@@ -210,7 +205,7 @@ impl Plan<'_> {
         } else if s.sum.is_nan() {
             dst.fill(f32::NAN);
         } else {
-            let lse = f64::from(s.max) + s.sum.ln();
+            let lse = Self::lse_of(s.max, s.sum);
             let (a, coef, label_k) = self.grad_terms(i, t, s.total, lse);
             match s.stored {
                 Logit::Tanh(_) => {
@@ -218,6 +213,7 @@ impl Plan<'_> {
                         logit: s.stored,
                         stored_exp: false,
                         shift: s.max,
+                        bounded: true,
                         a: (a / s.sum) as f32,
                         coef,
                     };
@@ -232,6 +228,7 @@ impl Plan<'_> {
                             logit: Logit::Raw,
                             stored_exp: true,
                             shift: 0.0,
+                            bounded: true,
                             a: (a * rescale / s.sum) as f32,
                             coef: coef.slice(r.clone()),
                         };
@@ -245,7 +242,8 @@ impl Plan<'_> {
     }
 
     /// Subtracts the label's one-hot term: `grad_y −= k·(1 − t_y²)`.
-    fn fix_label(&self, t: Target<'_>, dst: &mut [f32], k: f64, ty: f32) {
+    #[inline]
+    pub(super) fn fix_label(&self, t: Target<'_>, dst: &mut [f32], k: f64, ty: f32) {
         if let Target::Label(y) = t {
             let f = match self.logit {
                 Logit::Raw => 1.0,
@@ -257,13 +255,7 @@ impl Plan<'_> {
 
     /// Gradient of one row given the upstream gradient. `src` as for
     /// [`Plan::fused_row`].
-    pub(crate) fn backward_row(
-        &self,
-        i: usize,
-        src: Option<&[f32]>,
-        dst: &mut [f32],
-        next: &[f32],
-    ) {
+    pub(crate) fn backward_row(&self, i: usize, src: Option<&[f32]>, dst: &mut [f32], next: &[f32]) {
         debug_assert_eq!(self.mode, Mode::Backward);
         let t = target(self, i);
         if matches!(t, Target::Ignored) {
@@ -282,22 +274,14 @@ impl Plan<'_> {
                     _ => 0.0,
                 };
                 let total = match self.dot_coef(t) {
-                    Some(cf) if matches!(t, Target::Probs(_)) => {
-                        kernels::coef_dot(self.isa, row, how, l, cf).0
-                    }
+                    Some(cf) if matches!(t, Target::Probs(_)) => kernels::coef_dot(self.isa, row, how, l, cf).0,
                     _ => self.weight_total,
                 };
                 (l, 1.0, f64::from(l), total, ty)
             }
             None => {
                 let s = self.scan(t, RowIo::Read(row), next);
-                (
-                    s.max,
-                    1.0 / s.sum,
-                    f64::from(s.max) + s.sum.ln(),
-                    s.total,
-                    s.ty,
-                )
+                (s.max, 1.0 / s.sum, Self::lse_of(s.max, s.sum), s.total, s.ty)
             }
         };
         if lse.is_nan() {
@@ -305,13 +289,7 @@ impl Plan<'_> {
             return;
         }
         let (a, coef, label_k) = self.grad_terms(i, t, total, lse);
-        let g = Grad {
-            logit: how,
-            stored_exp: false,
-            shift,
-            a: (a * inv_sum) as f32,
-            coef,
-        };
+        let g = Grad { logit: how, stored_exp: false, shift, bounded: given.is_none(), a: (a * inv_sum) as f32, coef };
         match src {
             Some(s) => kernels::grad(self.isa, Io::Map(s, dst), g),
             None => kernels::grad(self.isa, Io::InPlace(dst), g),

@@ -25,10 +25,7 @@ pub(crate) enum RowIo<'a, 'b> {
     Read(&'a [f32]),
     /// Fused call: read `src` (or `dst` in place) and store into `dst`:
     /// `exp(z − base)` without a softcap, `tanh(z / cap)` with one.
-    Store {
-        src: Option<&'a [f32]>,
-        dst: &'b mut [f32],
-    },
+    Store { src: Option<&'a [f32]>, dst: &'b mut [f32] },
 }
 
 /// What the scan found.
@@ -115,11 +112,7 @@ pub(crate) fn scan(
         }
         // Stored exps of an all −inf prefix are 0 whatever the base: mark the
         // chunk so its rescale factor is exp(−inf) = 0 rather than exp(−max).
-        s.chunk_base[c] = if s.max == f32::NEG_INFINITY {
-            f32::NEG_INFINITY
-        } else {
-            base
-        };
+        s.chunk_base[c] = if s.max == f32::NEG_INFINITY { f32::NEG_INFINITY } else { base };
         // 2. Reads that must precede the store: the label's z', the dots.
         let view: &[f32] = match &io {
             RowIo::Read(row) => &row[r.clone()],
@@ -139,32 +132,14 @@ pub(crate) fn scan(
         // 3. Σexp of the chunk while it is in L1, storing exp when fused.
         let ahead = next.get(r.clone()).unwrap_or(&[]);
         s.sum += match (&mut io, stored) {
-            (
-                RowIo::Store {
-                    src: Some(src),
-                    dst,
-                },
-                Logit::Raw,
-            ) => kernels::sum_exp(
-                isa,
-                Io::Map(&src[r.clone()], &mut dst[r.clone()]),
-                Logit::Raw,
-                base,
-                ahead,
-            ),
-            (RowIo::Store { src: None, dst }, Logit::Raw) => kernels::sum_exp(
-                isa,
-                Io::InPlace(&mut dst[r.clone()]),
-                Logit::Raw,
-                base,
-                ahead,
-            ),
-            (RowIo::Store { dst, .. }, _) => {
-                kernels::sum_exp(isa, Io::Read(&dst[r.clone()]), stored, base, ahead)
+            (RowIo::Store { src: Some(src), dst }, Logit::Raw) => {
+                kernels::sum_exp(isa, Io::Map(&src[r.clone()], &mut dst[r.clone()]), Logit::Raw, base, ahead)
             }
-            (RowIo::Read(row), _) => {
-                kernels::sum_exp(isa, Io::Read(&row[r.clone()]), how, base, ahead)
+            (RowIo::Store { src: None, dst }, Logit::Raw) => {
+                kernels::sum_exp(isa, Io::InPlace(&mut dst[r.clone()]), Logit::Raw, base, ahead)
             }
+            (RowIo::Store { dst, .. }, _) => kernels::sum_exp(isa, Io::Read(&dst[r.clone()]), stored, base, ahead),
+            (RowIo::Read(row), _) => kernels::sum_exp(isa, Io::Read(&row[r.clone()]), how, base, ahead),
         };
     }
     if s.max == f32::NEG_INFINITY {

@@ -67,32 +67,18 @@ impl Case {
 
     pub fn targets(&self) -> Targets<'_> {
         if self.soft {
-            Targets::Probs(Matrix {
-                data: &self.probs,
-                rows: self.rows,
-                cols: self.cols,
-                stride: self.cols,
-            })
+            Targets::Probs(Matrix { data: &self.probs, rows: self.rows, cols: self.cols, stride: self.cols })
         } else {
             Targets::Labels(&self.labels)
         }
     }
 
     pub fn matrix(&self) -> Matrix<'_> {
-        Matrix {
-            data: &self.logits,
-            rows: self.rows,
-            cols: self.cols,
-            stride: self.stride,
-        }
+        Matrix { data: &self.logits, rows: self.rows, cols: self.cols, stride: self.stride }
     }
 
     pub fn loss_len(&self) -> usize {
-        if self.reduction == Reduction::None {
-            self.rows
-        } else {
-            1
-        }
+        if self.reduction == Reduction::None { self.rows } else { 1 }
     }
 
     pub fn reference(&self) -> reference::Out {
@@ -119,43 +105,20 @@ pub fn fused(c: &Case, in_place: bool, tweak: impl Fn(&mut Options<'_>)) -> Fuse
     let mut loss = vec![0.0; c.loss_len()];
     let mut lse = vec![0.0; c.rows];
     let mut argmax = vec![0; c.rows];
-    let mut grad = if in_place {
-        c.logits.clone()
-    } else {
-        c.grad_buffer()
-    };
+    let mut grad = if in_place { c.logits.clone() } else { c.grad_buffer() };
     let mut o = c.options();
     tweak(&mut o);
-    let out = ForwardOut {
-        loss: &mut loss,
-        lse: Some(&mut lse),
-        argmax: Some(&mut argmax),
-    };
+    let out = ForwardOut { loss: &mut loss, lse: Some(&mut lse), argmax: Some(&mut argmax) };
     let io = if in_place {
-        LogitsGrad::InPlace(MatrixMut {
-            data: &mut grad,
-            rows: c.rows,
-            cols: c.cols,
-            stride: c.stride,
-        })
+        LogitsGrad::InPlace(MatrixMut { data: &mut grad, rows: c.rows, cols: c.cols, stride: c.stride })
     } else {
         LogitsGrad::Separate {
             logits: c.matrix(),
-            grad: MatrixMut {
-                data: &mut grad,
-                rows: c.rows,
-                cols: c.cols,
-                stride: c.stride,
-            },
+            grad: MatrixMut { data: &mut grad, rows: c.rows, cols: c.cols, stride: c.stride },
         }
     };
     forward_backward(io, c.targets(), &o, out).expect("valid case");
-    Fused {
-        loss,
-        lse,
-        argmax,
-        grad,
-    }
+    Fused { loss, lse, argmax, grad }
 }
 
 /// Compares `got` with the reference value `want` within `rel` relative and

@@ -50,9 +50,7 @@ pub fn compute(c: &Case) -> Out {
     let mut ce_den = 0.0;
     let mut z_den = 0.0;
     for i in 0..n {
-        let raw: Vec<f64> = (0..k)
-            .map(|j| f64::from(c.logits[i * c.stride + j]))
-            .collect();
+        let raw: Vec<f64> = (0..k).map(|j| f64::from(c.logits[i * c.stride + j])).collect();
         // argmax of raw logits: first NaN, else first maximum.
         argmax[i] = raw.iter().position(|x| x.is_nan()).unwrap_or_else(|| {
             let m = raw.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
@@ -60,11 +58,7 @@ pub fn compute(c: &Case) -> Out {
         });
         let zc: Vec<(f64, f64)> = raw.iter().map(|&z| softcap(z, cap)).collect();
         let z: Vec<f64> = zc.iter().map(|p| p.0).collect();
-        let m = z
-            .iter()
-            .cloned()
-            .filter(|x| !x.is_nan())
-            .fold(f64::NEG_INFINITY, f64::max);
+        let m = z.iter().cloned().filter(|x| !x.is_nan()).fold(f64::NEG_INFINITY, f64::max);
         let sum: f64 = z.iter().map(|&x| (x - m).exp()).sum();
         let l = m + sum.ln();
         lse[i] = l;
@@ -72,18 +66,14 @@ pub fn compute(c: &Case) -> Out {
         let p: Vec<f64> = logp.iter().map(|&x| x.exp()).collect();
         // Per-class target mass c_j, so that ce = -Σ c_j logp_j.
         let coef: Vec<f64> = if c.soft {
-            (0..k)
-                .map(|j| w(j) * ((1.0 - eps) * f64::from(c.probs[i * k + j]) + eps / k as f64))
-                .collect()
+            (0..k).map(|j| w(j) * ((1.0 - eps) * f64::from(c.probs[i * k + j]) + eps / k as f64)).collect()
         } else {
             let y = c.labels[i];
             if y == c.ignore_index {
                 continue;
             }
             let y = y as usize;
-            (0..k)
-                .map(|j| eps / k as f64 * w(j) + if j == y { (1.0 - eps) * w(y) } else { 0.0 })
-                .collect()
+            (0..k).map(|j| eps / k as f64 * w(j) + if j == y { (1.0 - eps) * w(y) } else { 0.0 }).collect()
         };
         kept[i] = true;
         z_den += 1.0;
@@ -96,8 +86,7 @@ pub fn compute(c: &Case) -> Out {
             dce[i * k + j] = (total * p[j] - coef[j]) * zc[j].1;
             dz[i * k + j] = 2.0 * s * l * p[j] * zc[j].1;
         }
-        let nan_row =
-            raw.iter().any(|x| x.is_nan()) || (cap == 0.0 && raw.contains(&f64::INFINITY));
+        let nan_row = raw.iter().any(|x| x.is_nan()) || (cap == 0.0 && raw.contains(&f64::INFINITY));
         if nan_row {
             row_ce[i] = f64::NAN;
             row_z[i] = f64::NAN;
@@ -125,21 +114,7 @@ pub fn compute(c: &Case) -> Out {
             vec![ce * ce_k + zpart]
         }
     };
-    let grad = (0..n * k)
-        .map(|e| {
-            if kept[e / k] {
-                dce[e] * ce_k + dz[e] * z_k
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let grad = (0..n * k).map(|e| if kept[e / k] { dce[e] * ce_k + dz[e] * z_k } else { 0.0 }).collect();
     let grad_terms = (0..n).map(|i| terms[i] * ce_k.max(z_k)).collect();
-    Out {
-        loss,
-        lse,
-        argmax,
-        grad,
-        grad_terms,
-    }
+    Out { loss, lse, argmax, grad, grad_terms }
 }

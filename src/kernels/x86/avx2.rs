@@ -50,12 +50,7 @@ fn prefix_mask(n: usize) -> __m256i {
 macro_rules! both {
     ($f:ident, $a:expr, $b:expr) => {
         // SAFETY: an Avx2 token exists only when the CPU has AVX2 and FMA.
-        unsafe {
-            V2 {
-                lo: $f($a.lo, $b.lo),
-                hi: $f($a.hi, $b.hi),
-            }
-        }
+        unsafe { V2 { lo: $f($a.lo, $b.lo), hi: $f($a.hi, $b.hi) } }
     };
 }
 
@@ -72,12 +67,7 @@ impl Simd for Avx2 {
     #[inline(always)]
     fn load(self, src: &[f32; LANES]) -> V2 {
         // SAFETY: `src` holds 16 floats; unaligned loads of 8 at offsets 0 and 8.
-        unsafe {
-            V2 {
-                lo: _mm256_loadu_ps(src.as_ptr()),
-                hi: _mm256_loadu_ps(src.as_ptr().add(8)),
-            }
-        }
+        unsafe { V2 { lo: _mm256_loadu_ps(src.as_ptr()), hi: _mm256_loadu_ps(src.as_ptr().add(8)) } }
     }
     #[inline(always)]
     fn load_tail(self, src: &[f32], fill: f32) -> V2 {
@@ -137,12 +127,7 @@ impl Simd for Avx2 {
     #[inline(always)]
     fn fma(self, a: V2, b: V2, c: V2) -> V2 {
         // SAFETY: the token proves FMA is available.
-        unsafe {
-            V2 {
-                lo: _mm256_fmadd_ps(a.lo, b.lo, c.lo),
-                hi: _mm256_fmadd_ps(a.hi, b.hi, c.hi),
-            }
-        }
+        unsafe { V2 { lo: _mm256_fmadd_ps(a.lo, b.lo, c.lo), hi: _mm256_fmadd_ps(a.hi, b.hi, c.hi) } }
     }
     #[inline(always)]
     fn max(self, a: V2, b: V2) -> V2 {
@@ -164,6 +149,21 @@ impl Simd for Avx2 {
         }
     }
     #[inline(always)]
+    fn split_exponent(self, x: V2) -> (V2, V2) {
+        // SAFETY: the token proves AVX2 is available.
+        unsafe {
+            let e = |v: __m256| {
+                let b = _mm256_srli_epi32::<23>(_mm256_castps_si256(v));
+                _mm256_cvtepi32_ps(_mm256_sub_epi32(b, _mm256_set1_epi32(127)))
+            };
+            let m = |v: __m256| {
+                let b = _mm256_and_si256(_mm256_castps_si256(v), _mm256_set1_epi32(0x007f_ffff));
+                _mm256_castsi256_ps(_mm256_or_si256(b, _mm256_set1_epi32(0x3f80_0000)))
+            };
+            (V2 { lo: e(x.lo), hi: e(x.hi) }, V2 { lo: m(x.lo), hi: m(x.hi) })
+        }
+    }
+    #[inline(always)]
     fn or_sign(self, mag: V2, sign: V2) -> V2 {
         let s = both!(_mm256_and_ps, sign, self.splat(-0.0));
         both!(_mm256_or_ps, mag, s)
@@ -171,48 +171,27 @@ impl Simd for Avx2 {
     #[inline(always)]
     fn lt(self, a: V2, b: V2) -> M2 {
         // SAFETY: the token proves AVX2 is available.
-        unsafe {
-            M2 {
-                lo: _mm256_cmp_ps::<_CMP_LT_OQ>(a.lo, b.lo),
-                hi: _mm256_cmp_ps::<_CMP_LT_OQ>(a.hi, b.hi),
-            }
-        }
+        unsafe { M2 { lo: _mm256_cmp_ps::<_CMP_LT_OQ>(a.lo, b.lo), hi: _mm256_cmp_ps::<_CMP_LT_OQ>(a.hi, b.hi) } }
     }
     #[inline(always)]
     fn eq(self, a: V2, b: V2) -> M2 {
         // SAFETY: the token proves AVX2 is available.
-        unsafe {
-            M2 {
-                lo: _mm256_cmp_ps::<_CMP_EQ_OQ>(a.lo, b.lo),
-                hi: _mm256_cmp_ps::<_CMP_EQ_OQ>(a.hi, b.hi),
-            }
-        }
+        unsafe { M2 { lo: _mm256_cmp_ps::<_CMP_EQ_OQ>(a.lo, b.lo), hi: _mm256_cmp_ps::<_CMP_EQ_OQ>(a.hi, b.hi) } }
     }
     #[inline(always)]
     fn is_nan(self, a: V2) -> M2 {
         // SAFETY: the token proves AVX2 is available.
-        unsafe {
-            M2 {
-                lo: _mm256_cmp_ps::<_CMP_UNORD_Q>(a.lo, a.lo),
-                hi: _mm256_cmp_ps::<_CMP_UNORD_Q>(a.hi, a.hi),
-            }
-        }
+        unsafe { M2 { lo: _mm256_cmp_ps::<_CMP_UNORD_Q>(a.lo, a.lo), hi: _mm256_cmp_ps::<_CMP_UNORD_Q>(a.hi, a.hi) } }
     }
     #[inline(always)]
     fn select(self, m: M2, a: V2, b: V2) -> V2 {
         // SAFETY: the token proves AVX2 is available.
-        unsafe {
-            V2 {
-                lo: _mm256_blendv_ps(b.lo, a.lo, m.lo),
-                hi: _mm256_blendv_ps(b.hi, a.hi, m.hi),
-            }
-        }
+        unsafe { V2 { lo: _mm256_blendv_ps(b.lo, a.lo, m.lo), hi: _mm256_blendv_ps(b.hi, a.hi, m.hi) } }
     }
     #[inline(always)]
     fn first_set(self, m: M2) -> Option<usize> {
         // SAFETY: the token proves AVX2 is available.
-        let bits =
-            unsafe { _mm256_movemask_ps(m.lo) as u32 | (_mm256_movemask_ps(m.hi) as u32) << 8 };
+        let bits = unsafe { _mm256_movemask_ps(m.lo) as u32 | (_mm256_movemask_ps(m.hi) as u32) << 8 };
         (bits != 0).then(|| bits.trailing_zeros() as usize)
     }
     #[inline(always)]

@@ -13,10 +13,8 @@ pub(crate) struct Avx512(());
 impl Avx512 {
     /// The token, if this CPU has AVX-512F, AVX2 and FMA.
     pub(crate) fn new() -> Option<Self> {
-        (is_x86_feature_detected!("avx512f")
-            && is_x86_feature_detected!("avx2")
-            && is_x86_feature_detected!("fma"))
-        .then_some(Avx512(()))
+        (is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+            .then_some(Avx512(()))
     }
 
     /// # Safety
@@ -95,16 +93,22 @@ impl Simd for Avx512 {
     }
     #[inline(always)]
     fn abs(self, a: __m512) -> __m512 {
-        op!(_mm512_castsi512_ps(_mm512_and_si512(
-            _mm512_castps_si512(a),
-            _mm512_set1_epi32(0x7fff_ffff)
-        )))
+        op!(_mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a), _mm512_set1_epi32(0x7fff_ffff))))
     }
     #[inline(always)]
     fn shl23(self, a: __m512) -> __m512 {
-        op!(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(
-            _mm512_castps_si512(a)
-        )))
+        op!(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_castps_si512(a))))
+    }
+    #[inline(always)]
+    fn split_exponent(self, x: __m512) -> (__m512, __m512) {
+        // SAFETY: the token proves AVX-512F is available.
+        unsafe {
+            let b = _mm512_castps_si512(x);
+            let e = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32::<23>(b), _mm512_set1_epi32(127)));
+            let m =
+                _mm512_or_si512(_mm512_and_si512(b, _mm512_set1_epi32(0x007f_ffff)), _mm512_set1_epi32(0x3f80_0000));
+            (e, _mm512_castsi512_ps(m))
+        }
     }
     #[inline(always)]
     fn or_sign(self, mag: __m512, sign: __m512) -> __m512 {
@@ -163,10 +167,5 @@ impl Simd for Avx512 {
 #[inline(always)]
 unsafe fn halves(v: __m512) -> (__m256, __m256) {
     // SAFETY: the caller guarantees AVX-512F.
-    unsafe {
-        (
-            _mm512_castps512_ps256(v),
-            _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v))),
-        )
-    }
+    unsafe { (_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)))) }
 }

@@ -1,0 +1,94 @@
+//! The short-row path: rows of at most 64 classes with class-index targets,
+//! no label smoothing and no softcap (the common classifier case), in
+//! batches of 64 rows. It runs exactly the operations of the long-row path
+//! (same kernels, same order), only with one kernel call per batch instead
+//! of several per row and the log vectorised across the batch, so its
+//! results are bit-identical to the long-row path's.
+
+use super::plan::{Mode, Plan};
+use super::row::{RowOut, Target, target};
+use super::types::Targets;
+use crate::kernels::{self, Coef, Grad, Io, Logit, Rows};
+
+/// Widest rows the short path takes.
+pub(crate) const MAX_COLS: usize = 64;
+/// Rows per batch.
+pub(crate) const BATCH: usize = 64;
+
+/// A batch of consecutive rows and where they live.
+pub(crate) struct Batch<'a> {
+    pub first: usize,
+    pub rows: usize,
+    pub src: Option<&'a [f32]>,
+    pub src_stride: usize,
+    pub dst: Option<&'a mut [f32]>,
+    pub dst_stride: usize,
+}
+
+impl Plan<'_> {
+    /// Whether this call's forward or fused rows go through the short path.
+    pub(crate) fn short_path(&self) -> bool {
+        self.cols <= MAX_COLS
+            && self.mode != Mode::Backward
+            && self.logit == Logit::Raw
+            && self.smoothing == 0.0
+            && matches!(self.targets, Targets::Labels(_))
+    }
+
+    /// Forward (no `dst`) or fused (`dst`, in place when there is no `src`)
+    /// on a batch of at most [`BATCH`] rows; fills `out[..rows]`.
+    pub(crate) fn short_batch(&self, b: Batch<'_>, want_argmax: bool, out: &mut [RowOut]) {
+        let (n, cols, isa) = (b.rows, self.cols, self.isa);
+        debug_assert!(n <= BATCH && out.len() >= n);
+        let Batch { first, src, src_stride: ss, mut dst, dst_stride: ds, .. } = b;
+        let mut targets = [Target::Ignored; BATCH];
+        let mut zy = [0.0f32; BATCH];
+        let mut argmax = [0i32; BATCH];
+        for k in 0..n {
+            let row = match (src, dst.as_deref()) {
+                (Some(s), _) => &s[k * ss..k * ss + cols],
+                (None, Some(d)) => &d[k * ds..k * ds + cols],
+                (None, None) => unreachable!("a batch has logits"),
+            };
+            targets[k] = target(self, first + k);
+            if let Target::Label(y) = targets[k] {
+                zy[k] = row[y];
+            }
+            argmax[k] = self.argmax(row, want_argmax);
+        }
+        let mut max = [0.0f32; BATCH];
+        let mut sum = [0.0f32; BATCH];
+        let rows = Rows { src, src_stride: ss, dst: dst.as_deref_mut(), dst_stride: ds, cols };
+        kernels::short_scan(isa, rows, &mut max[..n], &mut sum[..n]);
+        let mut l = [0.0f32; BATCH];
+        kernels::log_slice(isa, Io::Map(&sum[..n], &mut l[..n]));
+        for k in 0..n {
+            let dots = (self.weight_total, 0.0);
+            out[k] = self.finish_with(targets[k], max[k], f64::from(sum[k]), l[k], zy[k], dots, argmax[k]);
+        }
+        let Some(dst) = dst else { return };
+        // Gradient: row k is a[k]·exp − c, exactly as the long path computes it.
+        let mut a = [0.0f32; BATCH];
+        let mut label_k = [0.0f64; BATCH];
+        let mut coef = Coef { w: self.weights, y: None, k1: 0.0, k0: 0.0 };
+        for k in 0..n {
+            if matches!(targets[k], Target::Label(_)) && !sum[k].is_nan() {
+                let lse = f64::from(max[k]) + f64::from(l[k]);
+                let (ak, c, lk) = self.grad_terms(first + k, targets[k], self.weight_total, lse);
+                a[k] = (ak * 1.0 / f64::from(sum[k])) as f32;
+                label_k[k] = lk;
+                coef = c;
+            }
+        }
+        let g = Grad { logit: Logit::Raw, stored_exp: true, shift: 0.0, bounded: true, a: 0.0, coef };
+        kernels::short_grad(isa, dst, ds, cols, g, &a[..n]);
+        for k in 0..n {
+            let row = &mut dst[k * ds..k * ds + cols];
+            match targets[k] {
+                Target::Ignored => row.fill(0.0),
+                _ if sum[k].is_nan() => row.fill(f32::NAN),
+                t => self.fix_label(t, row, label_k[k], 0.0),
+            }
+        }
+    }
+}
