@@ -323,3 +323,44 @@ fn xent_gradient_matches_finite_differences_of_xent_loss() {
         }
     }
 }
+
+/// Rows longer than one chunk (1024 classes, 2048 past 65536) whose max
+/// moves between chunks, whose first chunks are entirely masked, or whose
+/// only finite values sit in the last chunk.
+#[test]
+fn long_rows_across_chunk_boundaries_match_the_reference() {
+    let mut rng = Rng(77);
+    for cols in [1025, 3000, 70_001] {
+        for soft in [false, true] {
+            let mut c = make_case(&mut rng, 4, cols, Values::Normal, soft);
+            c.ignore_index = -100;
+            let stride = c.stride;
+            for j in 0..cols {
+                // Row 0 rises across chunks; row 1 falls.
+                c.logits[j] = j as f32 * 0.01;
+                c.logits[stride + j] = -(j as f32) * 0.01;
+            }
+            // Row 2: the first 2100 classes masked; row 3: all but the tail.
+            for j in 0..2100.min(cols - 5) {
+                c.logits[2 * stride + j] = f32::NEG_INFINITY;
+            }
+            for j in 0..cols - 5 {
+                c.logits[3 * stride + j] = f32::NEG_INFINITY;
+            }
+            for i in 0..4 {
+                c.labels[i] = (cols - 1 - i) as i32;
+            }
+            // Mass only where the logits are finite, so the loss is finite.
+            if soft {
+                for i in 2..4 {
+                    let first_finite = if i == 2 { 2100.min(cols - 5) } else { cols - 5 };
+                    for j in 0..first_finite {
+                        c.probs[i * cols + j] = 0.0;
+                    }
+                }
+            }
+            c.smoothing = 0.0;
+            run_case(&c);
+        }
+    }
+}
