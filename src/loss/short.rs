@@ -13,7 +13,7 @@ use crate::kernels::{self, Coef, Grad, Io, Logit, Rows};
 /// Widest rows the short path takes.
 pub(crate) const MAX_COLS: usize = 64;
 /// Rows per batch.
-pub(crate) const BATCH: usize = 64;
+pub(crate) const BATCH: usize = 16;
 
 /// A batch of consecutive rows and where they live.
 pub(crate) struct Batch<'a> {
