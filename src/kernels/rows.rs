@@ -266,6 +266,36 @@ pub(crate) fn sum_exp<S: Simd>(s: S, io: Io<'_>, how: Logit, shift: f32, next: &
     sum.finish()
 }
 
+/// [`sum_exp`] on raw logits, also taking the max of `ahead` (the row's
+/// next chunk, at most as long as this one) in the same loop, so its loads
+/// overlap this chunk's arithmetic. The max is exactly [`max`]'s; `next`
+/// is prefetched as in [`sum_exp`].
+#[inline(always)]
+pub(crate) fn sum_exp_max_ahead<S: Simd>(s: S, io: Io<'_>, shift: f32, ahead: &[f32], next: &[f32]) -> (f64, f32) {
+    let mut sum = Sum::new(s);
+    let sh = s.splat(shift);
+    let mut acc = s.splat(f32::NEG_INFINITY);
+    let full = ahead.len() - ahead.len() % LANES;
+    for_chunks!(s, io, f32::NEG_INFINITY, |x, off, n| {
+        if let Some(at) = next.get(off) {
+            s.prefetch(at);
+        }
+        if off + LANES <= full {
+            acc = s.max(s.load(ahead[off..off + LANES].try_into().expect("16 lanes")), acc);
+        }
+        let e = exp_nonpositive(s, s.sub(x, sh));
+        let e = if n == LANES { e } else { s.select(lanes_below(s, n), e, s.splat(0.0)) };
+        sum.add(e);
+        e
+    });
+    if full < ahead.len() {
+        let n = ahead.len() - full;
+        let z = s.select(lanes_below(s, n), s.load_tail(&ahead[full..], f32::NEG_INFINITY), s.splat(f32::NEG_INFINITY));
+        acc = s.max(z, acc);
+    }
+    (sum.finish(), s.reduce_max(acc))
+}
+
 /// `(Σ c_j, Σ c_j·(z'_j − shift))`, where a zero `c_j` contributes exactly 0
 /// even when `z'_j` is −inf.
 #[inline(always)]
@@ -285,9 +315,40 @@ pub(crate) fn coef_dot<S: Simd>(s: S, row: &[f32], how: Logit, shift: f32, coef:
     (total.finish(), dot.finish())
 }
 
-/// Writes the gradient of one row; see [`Grad`].
+/// Writes the gradient of one row; see [`Grad`]. The common shapes of
+/// [`Grad`] get loops of their own (same operations, fewer branches).
 #[inline(always)]
 pub(crate) fn grad<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>) {
+    let a = s.splat(g.a);
+    let zero = s.splat(0.0);
+    match (g.logit, g.stored_exp, g.coef.y) {
+        // Fused call, class-index targets: a·e − w·k0 over the stored exps.
+        (Logit::Raw, true, None) => match g.coef.w {
+            None => {
+                let c = s.sub(zero, s.splat(g.coef.k0));
+                for_chunks!(s, io, 0.0, |x, _, _| s.fma(a, x, c));
+            }
+            Some(w) => {
+                let k0 = s.splat(g.coef.k0);
+                for_chunks!(s, io, 0.0, |x, off, n| s.fma(a, x, s.sub(zero, s.mul(load_at(s, w, off, n), k0))));
+            }
+        },
+        // Backward on raw logits with class-index targets.
+        (Logit::Raw, false, None) if g.coef.w.is_none() => {
+            let sh = s.splat(g.shift);
+            let c = s.sub(zero, s.splat(g.coef.k0));
+            if g.bounded {
+                for_chunks!(s, io, 0.0, |x, _, _| s.fma(a, exp_nonpositive(s, s.sub(x, sh)), c));
+            } else {
+                for_chunks!(s, io, 0.0, |x, _, _| s.fma(a, exp(s, s.sub(x, sh)), c));
+            }
+        }
+        _ => grad_general(s, io, g),
+    }
+}
+
+#[inline(always)]
+fn grad_general<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>) {
     let a = s.splat(g.a);
     let sh = s.splat(g.shift);
     let one = s.splat(1.0);

@@ -82,21 +82,27 @@ pub(crate) fn scan(
     // Sums are kept relative to `base`: the running max, or 0 while every
     // value so far is −inf (so that exp(−inf − base) is 0, not NaN).
     let mut base = 0.0f32;
+    // Raw logits: the next chunk's max is taken inside this chunk's exp loop.
+    let mut pending_max: Option<f32> = None;
     for (c, start) in (0..cols).step_by(chunk).enumerate() {
         let r = start..(start + chunk).min(cols);
         // 1. The chunk's max (storing tanh under a softcap in a fused call).
-        let m = match &mut io {
-            RowIo::Read(row) => kernels::max(isa, &row[r.clone()], how),
-            RowIo::Store { src, dst } => match how {
-                Logit::Softcap(cap) => {
-                    let io = match src {
-                        Some(src) => Io::Map(&src[r.clone()], &mut dst[r.clone()]),
-                        None => Io::InPlace(&mut dst[r.clone()]),
-                    };
-                    cap * kernels::tanh_store_max(isa, io, cap)
-                }
-                _ => kernels::max(isa, &src.unwrap_or(dst)[r.clone()], Logit::Raw),
-            },
+        let m = if let Some(m) = pending_max.take() {
+            m
+        } else {
+            match &mut io {
+                RowIo::Read(row) => kernels::max(isa, &row[r.clone()], how),
+                RowIo::Store { src, dst } => match how {
+                    Logit::Softcap(cap) => {
+                        let io = match src {
+                            Some(src) => Io::Map(&src[r.clone()], &mut dst[r.clone()]),
+                            None => Io::InPlace(&mut dst[r.clone()]),
+                        };
+                        cap * kernels::tanh_store_max(isa, io, cap)
+                    }
+                    _ => kernels::max(isa, &src.unwrap_or(dst)[r.clone()], Logit::Raw),
+                },
+            }
         };
         if m > s.max {
             let new_base = m;
@@ -129,8 +135,26 @@ pub(crate) fn scan(
             s.total += t;
             s.dot += d;
         }
-        // 3. Σexp of the chunk while it is in L1, storing exp when fused.
+        // 3. Σexp of the chunk while it is in L1, storing exp when fused
+        //    (and, for raw logits, the next chunk's max in the same loop).
         let ahead = next.get(r.clone()).unwrap_or(&[]);
+        let rn = r.end..(r.end + chunk).min(cols);
+        if how == Logit::Raw && !rn.is_empty() {
+            let (sum, m_next) = match &mut io {
+                RowIo::Read(row) => kernels::sum_exp_max_ahead(isa, Io::Read(&row[r.clone()]), base, &row[rn], ahead),
+                RowIo::Store { src: Some(src), dst } => {
+                    let io = Io::Map(&src[r.clone()], &mut dst[r.clone()]);
+                    kernels::sum_exp_max_ahead(isa, io, base, &src[rn], ahead)
+                }
+                RowIo::Store { src: None, dst } => {
+                    let (cur, rest) = dst.split_at_mut(r.end);
+                    kernels::sum_exp_max_ahead(isa, Io::InPlace(&mut cur[r.clone()]), base, &rest[..rn.len()], ahead)
+                }
+            };
+            s.sum += sum;
+            pending_max = Some(m_next);
+            continue;
+        }
         s.sum += match (&mut io, stored) {
             (RowIo::Store { src: Some(src), dst }, Logit::Raw) => {
                 kernels::sum_exp(isa, Io::Map(&src[r.clone()], &mut dst[r.clone()]), Logit::Raw, base, ahead)
