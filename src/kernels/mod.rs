@@ -11,6 +11,7 @@ mod math;
 pub(crate) mod rows;
 mod scalar;
 pub(crate) mod simd;
+mod tile;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
@@ -18,6 +19,7 @@ use std::cell::Cell;
 use std::sync::OnceLock;
 
 pub(crate) use rows::{Coef, Grad, Io, Logit, Rows};
+pub(crate) use tile::{Tile, TileOut};
 
 /// An instruction-set path. Values other than `Scalar` are only produced after
 /// checking that the CPU supports them.
@@ -160,6 +162,8 @@ dispatch! {
     fn log_slice(io: Io<'_>) -> ();
     /// Max and Σexp of a batch of short rows.
     fn short_scan(rows: Rows<'_>, max_out: &mut [f32], sum_out: &mut [f32]) -> ();
+    /// A tile of up to 16 rows of at most 16 classes, one row per lane.
+    fn tile(t: Tile<'_>, out: &mut TileOut) -> ();
     /// Gradient pass over a batch of short rows.
     fn short_grad(dst: &mut [f32], stride: usize, cols: usize, g: Grad<'_>, a: &[f32]) -> ();
 }

@@ -6,6 +6,7 @@
 
 use super::math::{exp, exp_nonpositive, log, tanh};
 use super::simd::{LANES, Simd};
+pub(crate) use super::tile::tile;
 
 /// What a pass reads and writes.
 pub(crate) enum Io<'a> {

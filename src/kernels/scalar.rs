@@ -3,7 +3,7 @@
 //! It is the definition the SIMD paths must match bit for bit, and the path
 //! used on CPUs without AVX2 or on other architectures.
 
-use super::simd::{LANES, Simd};
+use super::simd::{LANES, Simd, check_strided};
 
 /// Token for the portable path; always available.
 #[derive(Clone, Copy, Debug)]
@@ -125,6 +125,18 @@ impl Simd for Scalar {
     #[inline(always)]
     fn first_set(self, m: u16) -> Option<usize> {
         (m != 0).then(|| m.trailing_zeros() as usize)
+    }
+    #[inline(always)]
+    fn gather_strided(self, src: &[f32], first: usize, stride: usize, n: usize, fill: f32) -> V {
+        check_strided(src.len(), first, stride, n);
+        core::array::from_fn(|k| if k < n { src[first + k * stride] } else { fill })
+    }
+    #[inline(always)]
+    fn scatter_strided(self, dst: &mut [f32], first: usize, stride: usize, n: usize, v: V) {
+        check_strided(dst.len(), first, stride, n);
+        for (k, &x) in v.iter().enumerate().take(n) {
+            dst[first + k * stride] = x;
+        }
     }
     #[inline(always)]
     fn prefetch(self, _at: &f32) {}

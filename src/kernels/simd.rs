@@ -66,6 +66,14 @@ pub(crate) trait Simd: Copy {
     /// Index of the first set lane, if any.
     fn first_set(self, m: Self::M) -> Option<usize>;
 
+    /// Lanes `k < n` read `src[first + k·stride]`, the others hold `fill`.
+    /// Panics unless `n ≤ 16`, those indices are in bounds and
+    /// `first + (n−1)·stride ≤ i32::MAX`.
+    fn gather_strided(self, src: &[f32], first: usize, stride: usize, n: usize, fill: f32) -> Self::V;
+    /// Lanes `k < n` are written to `dst[first + k·stride]`; nothing else is.
+    /// Panics as [`Simd::gather_strided`].
+    fn scatter_strided(self, dst: &mut [f32], first: usize, stride: usize, n: usize, v: Self::V);
+
     /// Hints that the cache line holding `at` will be read soon (into L2).
     fn prefetch(self, at: &f32);
 
@@ -73,4 +81,14 @@ pub(crate) trait Simd: Copy {
     fn reduce_add(self, v: Self::V) -> f32;
     /// Maximum of the lanes by the same tree as [`Simd::reduce_add`], with [`Simd::max`].
     fn reduce_max(self, v: Self::V) -> f32;
+}
+
+/// Checks the indices a strided gather or scatter of `n` lanes touches.
+#[inline(always)]
+pub(crate) fn check_strided(len: usize, first: usize, stride: usize, n: usize) {
+    assert!(n <= LANES, "at most 16 lanes");
+    if n > 0 {
+        let last = (n - 1).checked_mul(stride).and_then(|o| o.checked_add(first)).expect("index overflow");
+        assert!(last < len && last <= i32::MAX as usize, "strided access out of bounds");
+    }
 }

@@ -45,7 +45,7 @@ pub(super) fn target<'a>(p: &Plan<'a>, i: usize) -> Target<'a> {
 
 impl Plan<'_> {
     #[inline]
-    fn weight(&self, y: usize) -> f64 {
+    pub(super) fn weight(&self, y: usize) -> f64 {
         self.weights.map_or(1.0, |w| f64::from(w[y]))
     }
 

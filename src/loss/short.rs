@@ -8,12 +8,14 @@
 use super::plan::{Mode, Plan};
 use super::row::{RowOut, Target, target};
 use super::types::Targets;
-use crate::kernels::{self, Coef, Grad, Io, Logit, Rows};
+use crate::kernels::{self, Coef, Grad, Io, Logit, Rows, Tile, TileOut};
 
 /// Widest rows the short path takes.
 pub(crate) const MAX_COLS: usize = 64;
-/// Rows per batch.
+/// Rows per batch (one tile).
 pub(crate) const BATCH: usize = 16;
+/// Widest rows the tile kernel takes (one row per lane).
+const TILE_COLS: usize = 16;
 
 /// A batch of consecutive rows and where they live.
 pub(crate) struct Batch<'a> {
@@ -36,8 +38,58 @@ impl Plan<'_> {
     }
 
     /// Forward (no `dst`) or fused (`dst`, in place when there is no `src`)
-    /// on a batch of at most [`BATCH`] rows; fills `out[..rows]`.
+    /// on a batch of at most [`BATCH`] rows; fills `out[..rows]`. Rows of at
+    /// most 16 classes go through the tile kernel (one row per lane), wider
+    /// ones through the long path's kernels batched.
     pub(crate) fn short_batch(&self, b: Batch<'_>, want_argmax: bool, out: &mut [RowOut]) {
+        let fits = |stride: usize| (BATCH - 1).checked_mul(stride).is_some_and(|o| o + self.cols <= i32::MAX as usize);
+        if self.cols <= TILE_COLS && fits(b.src_stride) && fits(b.dst_stride) {
+            return self.tile_batch(b, want_argmax, out);
+        }
+        self.row_batch(b, want_argmax, out)
+    }
+
+    fn tile_batch(&self, b: Batch<'_>, want_argmax: bool, out: &mut [RowOut]) {
+        let (n, cols) = (b.rows, self.cols);
+        let mut label = [-1.0f32; BATCH];
+        let mut weight = [0.0f32; BATCH];
+        let mut argmax = [0i32; BATCH];
+        for k in 0..n {
+            if let Target::Label(y) = target(self, b.first + k) {
+                label[k] = y as f32;
+                weight[k] = self.weight(y) as f32;
+            }
+            if want_argmax {
+                let row = match (b.src, b.dst.as_deref()) {
+                    (Some(s), _) => &s[k * b.src_stride..k * b.src_stride + cols],
+                    (_, Some(d)) => &d[k * b.dst_stride..k * b.dst_stride + cols],
+                    (None, None) => unreachable!("a batch has logits"),
+                };
+                argmax[k] = self.argmax(row, true);
+            }
+        }
+        let (ce_scale, z_scale) = self.grad_scales(b.first);
+        let t = Tile {
+            src: b.src,
+            src_stride: b.src_stride,
+            dst: b.dst,
+            dst_stride: b.dst_stride,
+            rows: n,
+            cols,
+            label,
+            weight,
+            ce_scale: ce_scale as f32,
+            z_scale: z_scale as f32,
+            z_loss: self.z_scale,
+        };
+        let mut r = TileOut { ce: [0.0; BATCH], z: [0.0; BATCH], lse: [0.0; BATCH] };
+        kernels::tile(self.isa, t, &mut r);
+        for k in 0..n {
+            out[k] = RowOut { ce: f64::from(r.ce[k]), z: f64::from(r.z[k]), lse: r.lse[k], argmax: argmax[k] };
+        }
+    }
+
+    fn row_batch(&self, b: Batch<'_>, want_argmax: bool, out: &mut [RowOut]) {
         let (n, cols, isa) = (b.rows, self.cols, self.isa);
         debug_assert!(n <= BATCH && out.len() >= n);
         let Batch { first, src, src_stride: ss, mut dst, dst_stride: ds, .. } = b;

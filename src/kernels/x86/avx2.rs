@@ -4,7 +4,7 @@
 
 use core::arch::x86_64::*;
 
-use crate::kernels::simd::{LANES, Simd};
+use crate::kernels::simd::{LANES, Simd, check_strided};
 
 /// Token for AVX2 + FMA. Only [`Avx2::new`] makes one, after checking the CPU.
 #[derive(Clone, Copy, Debug)]
@@ -193,6 +193,37 @@ impl Simd for Avx2 {
         // SAFETY: the token proves AVX2 is available.
         let bits = unsafe { _mm256_movemask_ps(m.lo) as u32 | (_mm256_movemask_ps(m.hi) as u32) << 8 };
         (bits != 0).then(|| bits.trailing_zeros() as usize)
+    }
+    #[inline(always)]
+    fn gather_strided(self, src: &[f32], first: usize, stride: usize, n: usize, fill: f32) -> V2 {
+        check_strided(src.len(), first, stride, n);
+        // SAFETY: the check above proves every enabled lane's index
+        // first + k·stride (k < n) is inside `src` and fits i32; disabled
+        // lanes are not read.
+        unsafe {
+            let st = _mm256_set1_epi32(stride as i32);
+            let lo_idx = _mm256_add_epi32(
+                _mm256_set1_epi32(first as i32),
+                _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), st),
+            );
+            let hi_idx = _mm256_add_epi32(lo_idx, _mm256_mullo_epi32(_mm256_set1_epi32(8), st));
+            let f = _mm256_set1_ps(fill);
+            let m_lo = _mm256_castsi256_ps(prefix_mask(n));
+            let m_hi = _mm256_castsi256_ps(prefix_mask(n.saturating_sub(8)));
+            V2 {
+                lo: _mm256_mask_i32gather_ps::<4>(f, src.as_ptr(), lo_idx, m_lo),
+                hi: _mm256_mask_i32gather_ps::<4>(f, src.as_ptr(), hi_idx, m_hi),
+            }
+        }
+    }
+    #[inline(always)]
+    fn scatter_strided(self, dst: &mut [f32], first: usize, stride: usize, n: usize, v: V2) {
+        check_strided(dst.len(), first, stride, n);
+        let mut lanes = [0.0f32; LANES];
+        self.store(&mut lanes, v);
+        for (k, &x) in lanes.iter().enumerate().take(n) {
+            dst[first + k * stride] = x;
+        }
     }
     #[inline(always)]
     fn prefetch(self, at: &f32) {

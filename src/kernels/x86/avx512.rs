@@ -4,7 +4,7 @@
 use core::arch::x86_64::*;
 
 use super::avx2::tree8;
-use crate::kernels::simd::{LANES, Simd};
+use crate::kernels::simd::{LANES, Simd, check_strided};
 
 /// Token for AVX-512F (with AVX2 + FMA). Only [`Avx512::new`] makes one.
 #[derive(Clone, Copy, Debug)]
@@ -136,6 +136,41 @@ impl Simd for Avx512 {
     #[inline(always)]
     fn first_set(self, m: __mmask16) -> Option<usize> {
         (m != 0).then(|| m.trailing_zeros() as usize)
+    }
+    #[inline(always)]
+    fn gather_strided(self, src: &[f32], first: usize, stride: usize, n: usize, fill: f32) -> __m512 {
+        check_strided(src.len(), first, stride, n);
+        // SAFETY: the check above proves every enabled lane's index
+        // first + k·stride (k < n) is inside `src` and fits i32; masked-off
+        // lanes are not read.
+        unsafe {
+            let idx = _mm512_add_epi32(
+                _mm512_set1_epi32(first as i32),
+                _mm512_mullo_epi32(
+                    _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                    _mm512_set1_epi32(stride as i32),
+                ),
+            );
+            let mask = if n == LANES { 0xffff } else { prefix(n) };
+            _mm512_mask_i32gather_ps::<4>(_mm512_set1_ps(fill), mask, idx, src.as_ptr().cast())
+        }
+    }
+    #[inline(always)]
+    fn scatter_strided(self, dst: &mut [f32], first: usize, stride: usize, n: usize, v: __m512) {
+        check_strided(dst.len(), first, stride, n);
+        // SAFETY: as for the gather: only lanes k < n are written, each at an
+        // index proven inside `dst`.
+        unsafe {
+            let idx = _mm512_add_epi32(
+                _mm512_set1_epi32(first as i32),
+                _mm512_mullo_epi32(
+                    _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                    _mm512_set1_epi32(stride as i32),
+                ),
+            );
+            let mask = if n == LANES { 0xffff } else { prefix(n) };
+            _mm512_mask_i32scatter_ps::<4>(dst.as_mut_ptr().cast(), mask, idx, v);
+        }
     }
     #[inline(always)]
     fn prefetch(self, at: &f32) {

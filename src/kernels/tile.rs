@@ -1,0 +1,89 @@
+//! Rows of at most 16 classes, 16 rows at a time with one row per lane:
+//! the columns are gathered into vectors, so the max, the exps, the sum, the
+//! log, the loss and the gradient are all plain lane-wise arithmetic, with
+//! no per-row reductions and no per-row scalar work.
+
+use super::math::{exp_nonpositive, log};
+use super::simd::{LANES, Simd};
+
+/// A tile of up to 16 consecutive rows of at most 16 classes with
+/// class-index targets (no smoothing, no softcap).
+pub(crate) struct Tile<'a> {
+    /// The logits rows, or `None` when `dst` holds them (in place).
+    pub src: Option<&'a [f32]>,
+    pub src_stride: usize,
+    /// Where the gradient goes (fused call), if anywhere.
+    pub dst: Option<&'a mut [f32]>,
+    pub dst_stride: usize,
+    pub rows: usize,
+    pub cols: usize,
+    /// Each row's label as a float, −1 for an ignored row.
+    pub label: [f32; LANES],
+    /// Each kept row's target-class weight (0 for an ignored row).
+    pub weight: [f32; LANES],
+    /// Gradient scales of the cross-entropy and z-loss parts, and the
+    /// z-loss coefficient.
+    pub ce_scale: f32,
+    pub z_scale: f32,
+    pub z_loss: f32,
+}
+
+/// Per-row results of a tile.
+pub(crate) struct TileOut {
+    /// Weighted cross-entropy `w_y·(ln Σexp − (z_y − max))` (0 if ignored).
+    pub ce: [f32; LANES],
+    /// z-loss `z_loss·lse²` (0 if ignored).
+    pub z: [f32; LANES],
+    pub lse: [f32; LANES],
+}
+
+/// Computes a tile; see the module docs. NaN results are the canonical NaN.
+#[inline(always)]
+pub(crate) fn tile<S: Simd>(s: S, t: Tile<'_>, out: &mut TileOut) {
+    let Tile { src, src_stride, mut dst, dst_stride, rows: n, cols, .. } = t;
+    assert!(cols <= LANES && n <= LANES);
+    let zero = s.splat(0.0);
+    let nan = s.splat(f32::NAN);
+    let label = s.load(&t.label);
+    let w = s.load(&t.weight);
+    let kept = s.lt(s.splat(-0.5), label);
+    let (view, stride): (&[f32], usize) = match (src, dst.as_deref()) {
+        (Some(x), _) => (x, src_stride),
+        (None, Some(d)) => (d, dst_stride),
+        (None, None) => unreachable!("a tile has logits"),
+    };
+    let mut col = [zero; LANES];
+    let mut max = s.splat(f32::NEG_INFINITY);
+    let mut zy = zero;
+    for (j, c) in col.iter_mut().enumerate().take(cols) {
+        let z = s.gather_strided(view, j, stride, n, 0.0);
+        max = s.max(z, max);
+        zy = s.select(s.eq(label, s.splat(j as f32)), z, zy);
+        *c = z;
+    }
+    let mut sum = zero;
+    for c in col.iter_mut().take(cols) {
+        *c = exp_nonpositive(s, s.sub(*c, max));
+        sum = s.add(sum, *c);
+    }
+    // A NaN or +inf logit, or a row of −inf, makes Σexp NaN.
+    let bad = s.is_nan(sum);
+    let l = log(s, s.select(bad, s.splat(1.0), sum));
+    let lse = s.add(max, l);
+    let ce = s.mul(w, s.sub(l, s.sub(zy, max)));
+    let zl = s.mul(s.splat(t.z_loss), s.mul(lse, lse));
+    // Ignored rows: 0; rows with a NaN: NaN; others: the value.
+    let keep = |v| s.select(kept, s.select(bad, nan, v), zero);
+    s.store(&mut out.ce, keep(ce));
+    s.store(&mut out.z, keep(zl));
+    s.store(&mut out.lse, s.select(bad, nan, lse));
+    let Some(dst) = dst else { return };
+    // ∂/∂z_j = a·e_j − d·[j = y], a = (ce_scale·w + z_scale·2·z_loss·lse) / Σexp.
+    let d = s.mul(s.splat(t.ce_scale), w);
+    let a = s.div(s.fma(s.splat(t.z_scale * 2.0 * t.z_loss), lse, d), sum);
+    for (j, &e) in col.iter().enumerate().take(cols) {
+        let g = s.mul(a, e);
+        let g = s.select(s.eq(label, s.splat(j as f32)), s.sub(g, d), g);
+        s.scatter_strided(dst, j, dst_stride, n, keep(g));
+    }
+}
