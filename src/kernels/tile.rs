@@ -40,7 +40,7 @@ pub(crate) struct TileOut {
 /// Computes a tile; see the module docs. NaN results are the canonical NaN.
 #[inline(always)]
 pub(crate) fn tile<S: Simd>(s: S, t: Tile<'_>, out: &mut TileOut) {
-    let Tile { src, src_stride, mut dst, dst_stride, rows: n, cols, .. } = t;
+    let Tile { src, src_stride, dst, dst_stride, rows: n, cols, .. } = t;
     assert!(cols <= LANES && n <= LANES);
     let zero = s.splat(0.0);
     let nan = s.splat(f32::NAN);
