@@ -15,9 +15,11 @@ const PARALLEL_MIN_ELEMS: usize = 1 << 18;
 /// Upper bound on built-in threads per call.
 const MAX_THREADS: usize = 256;
 
-/// Rows per block for rows of `cols` classes.
+/// Rows per block for rows of `cols` classes: a multiple of 16 when rows are
+/// short, so the short-row batches of 16 tile every block exactly.
 pub(crate) fn block_rows(cols: usize) -> usize {
-    (BLOCK_ELEMS / cols.max(1)).max(1)
+    let r = (BLOCK_ELEMS / cols.max(1)).max(1);
+    if r >= 16 { r - r % 16 } else { r }
 }
 
 /// How a call runs its blocks.

@@ -241,11 +241,13 @@ fn large_shapes_match_the_reference() {
 #[test]
 fn every_path_and_thread_count_gives_identical_bits() {
     let mut rng = Rng(7);
-    for (rows, cols) in [(600, 1000), (40_000, 10), (9, 33_000), (3000, 129)] {
-        for soft in [false, true] {
+    // Long rows, short rows (batched), tiny rows (tile kernel), many chunks;
+    // with every option on, and with none (the short paths' case).
+    for (rows, cols) in [(600, 1000), (40_000, 10), (5000, 40), (9, 33_000), (3000, 129)] {
+        for (soft, options) in [(false, true), (true, true), (false, false)] {
             let mut c = make_case(&mut rng, rows, cols, Values::NanInf, soft);
             c.softcap = if soft { 20.0 } else { 0.0 };
-            c.smoothing = 0.1;
+            c.smoothing = if options { 0.1 } else { 0.0 };
             c.z_loss = 1e-4;
             let base = {
                 Isa::override_for_this_thread(Some(Isa::Scalar));

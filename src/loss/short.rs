@@ -16,6 +16,8 @@ pub(crate) const MAX_COLS: usize = 64;
 pub(crate) const BATCH: usize = 16;
 /// Widest rows the tile kernel takes (one row per lane).
 const TILE_COLS: usize = 16;
+/// Fewest rows worth a tile.
+const MIN_TILE_ROWS: usize = 4;
 
 /// A batch of consecutive rows and where they live.
 pub(crate) struct Batch<'a> {
@@ -43,7 +45,10 @@ impl Plan<'_> {
     /// ones through the long path's kernels batched.
     pub(crate) fn short_batch(&self, b: Batch<'_>, want_argmax: bool, out: &mut [RowOut]) {
         let fits = |stride: usize| (BATCH - 1).checked_mul(stride).is_some_and(|o| o + self.cols <= i32::MAX as usize);
-        if self.cols <= TILE_COLS && fits(b.src_stride) && fits(b.dst_stride) {
+        // A batch of a few rows (the end of the matrix, or a tiny call) is
+        // cheaper row by row than gathered; the choice depends only on the
+        // shape, so results stay the same for any thread count.
+        if self.cols <= TILE_COLS && b.rows >= MIN_TILE_ROWS && fits(b.src_stride) && fits(b.dst_stride) {
             return self.tile_batch(b, want_argmax, out);
         }
         self.row_batch(b, want_argmax, out)
