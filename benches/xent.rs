@@ -92,5 +92,37 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// Per-call overhead through the C ABI (option parsing, pointer checks,
+/// panic guard included) on the smallest useful call.
+fn capi_overhead(c: &mut Criterion) {
+    use xent::capi::*;
+    let logits = [0.5f32, -1.0, 2.0, 0.1, 0.0, 3.0, -2.0, 1.5, 0.7, -0.3];
+    let label = [3i32];
+    let mut grad = [0.0f32; 10];
+    let mut loss = 0.0f32;
+    let opts = xent_options_default();
+    c.bench_function("capi/1x10/forward_backward", |b| {
+        b.iter(|| {
+            // SAFETY: every pointer is valid for the sizes passed.
+            let s = unsafe {
+                xent_forward_backward(
+                    black_box(logits.as_ptr()),
+                    1,
+                    10,
+                    10,
+                    label.as_ptr(),
+                    &opts,
+                    &mut loss,
+                    core::ptr::null_mut(),
+                    core::ptr::null_mut(),
+                    grad.as_mut_ptr(),
+                    10,
+                )
+            };
+            assert_eq!(s, XENT_STATUS_OK);
+        })
+    });
+}
+
+criterion_group!(benches, bench, capi_overhead);
 criterion_main!(benches);

@@ -149,15 +149,8 @@ fn forward_only(c: &Case) -> (Vec<f32>, Vec<f32>, Vec<i32>) {
 
 fn backward_only(c: &Case, lse: Option<&[f32]>, in_place: bool) -> Vec<f32> {
     let ones = vec![1.0f32; c.loss_len()];
-    let mut grad = if in_place { c.logits.clone() } else { c.grad_buffer() };
-    let io = if in_place {
-        LogitsGrad::InPlace(MatrixMut { data: &mut grad, rows: c.rows, cols: c.cols, stride: c.stride })
-    } else {
-        LogitsGrad::Separate {
-            logits: c.matrix(),
-            grad: MatrixMut { data: &mut grad, rows: c.rows, cols: c.cols, stride: c.stride },
-        }
-    };
+    let mut grad = c.grad_start(in_place);
+    let io = c.logits_grad(&mut grad, in_place);
     backward(io, c.targets(), &c.options(), Upstream { grad_loss: &ones, lse }).expect("valid");
     grad
 }

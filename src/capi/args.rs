@@ -260,6 +260,59 @@ pub(crate) struct Call {
 }
 
 impl Call {
+    /// A call of `kind` on these logits and targets, with no outputs,
+    /// upstream gradient or gradient buffer yet.
+    pub(crate) fn new(
+        kind: Kind,
+        logits: *const f32,
+        rows: usize,
+        classes: usize,
+        row_stride: usize,
+        targets: RawTargets,
+        options: *const XentOptions,
+    ) -> Call {
+        Call {
+            kind,
+            logits,
+            rows,
+            classes,
+            row_stride,
+            targets,
+            options,
+            loss: core::ptr::null_mut(),
+            lse_out: core::ptr::null_mut(),
+            argmax: core::ptr::null_mut(),
+            grad_loss: core::ptr::null(),
+            lse_in: core::ptr::null(),
+            grad: core::ptr::null_mut(),
+            grad_stride: 0,
+        }
+    }
+
+    /// The forward outputs.
+    pub(crate) fn outputs(self, loss: *mut f32, lse: *mut f32, argmax: *mut i32) -> Call {
+        Call { loss, lse_out: lse, argmax, ..self }
+    }
+
+    /// The upstream gradient and optional forward lse of a backward call.
+    pub(crate) fn upstream(self, grad_loss: *const f32, lse: *const f32) -> Call {
+        Call { grad_loss, lse_in: lse, ..self }
+    }
+
+    /// The gradient buffer.
+    pub(crate) fn gradient(self, grad: *mut f32, grad_stride: usize) -> Call {
+        Call { grad, grad_stride, ..self }
+    }
+
+    /// Runs the call inside the panic guard and returns its status.
+    ///
+    /// # Safety
+    /// As [`Call::run`].
+    pub(crate) unsafe fn status(self) -> XentStatus {
+        // SAFETY: forwarded from the caller.
+        guard(|| unsafe { self.run() })
+    }
+
     /// Validates everything and runs the safe core.
     ///
     /// # Safety

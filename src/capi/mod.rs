@@ -68,24 +68,10 @@ pub unsafe extern "C" fn xent_forward(
     lse: *mut f32,
     argmax: *mut i32,
 ) -> XentStatus {
-    let call = Call {
-        kind: Kind::Forward,
-        logits,
-        rows,
-        classes,
-        row_stride,
-        targets: RawTargets::Labels(labels),
-        options,
-        loss,
-        lse_out: lse,
-        argmax,
-        grad_loss: core::ptr::null(),
-        lse_in: core::ptr::null(),
-        grad: core::ptr::null_mut(),
-        grad_stride: 0,
-    };
+    let call = Call::new(Kind::Forward, logits, rows, classes, row_stride, RawTargets::Labels(labels), options)
+        .outputs(loss, lse, argmax);
     // SAFETY: the caller's pointer contract, forwarded.
-    status::guard(|| unsafe { call.run() })
+    unsafe { call.status() }
 }
 
 /// Gradient of the loss with respect to the logits given the upstream
@@ -108,24 +94,11 @@ pub unsafe extern "C" fn xent_backward(
     grad_logits: *mut f32,
     grad_row_stride: usize,
 ) -> XentStatus {
-    let call = Call {
-        kind: Kind::Backward,
-        logits,
-        rows,
-        classes,
-        row_stride,
-        targets: RawTargets::Labels(labels),
-        options,
-        loss: core::ptr::null_mut(),
-        lse_out: core::ptr::null_mut(),
-        argmax: core::ptr::null_mut(),
-        grad_loss,
-        lse_in: lse,
-        grad: grad_logits,
-        grad_stride: grad_row_stride,
-    };
+    let call = Call::new(Kind::Backward, logits, rows, classes, row_stride, RawTargets::Labels(labels), options)
+        .upstream(grad_loss, lse)
+        .gradient(grad_logits, grad_row_stride);
     // SAFETY: the caller's pointer contract, forwarded.
-    status::guard(|| unsafe { call.run() })
+    unsafe { call.status() }
 }
 
 /// The training call: the loss and the gradient of the reduced loss
@@ -149,24 +122,11 @@ pub unsafe extern "C" fn xent_forward_backward(
     grad_logits: *mut f32,
     grad_row_stride: usize,
 ) -> XentStatus {
-    let call = Call {
-        kind: Kind::ForwardBackward,
-        logits,
-        rows,
-        classes,
-        row_stride,
-        targets: RawTargets::Labels(labels),
-        options,
-        loss,
-        lse_out: lse,
-        argmax,
-        grad_loss: core::ptr::null(),
-        lse_in: core::ptr::null(),
-        grad: grad_logits,
-        grad_stride: grad_row_stride,
-    };
+    let call = Call::new(Kind::ForwardBackward, logits, rows, classes, row_stride, RawTargets::Labels(labels), options)
+        .outputs(loss, lse, argmax)
+        .gradient(grad_logits, grad_row_stride);
     // SAFETY: the caller's pointer contract, forwarded.
-    status::guard(|| unsafe { call.run() })
+    unsafe { call.status() }
 }
 
 /// As xent_forward, with probability targets: row i of `targets` at
@@ -187,24 +147,18 @@ pub unsafe extern "C" fn xent_soft_forward(
     lse: *mut f32,
     argmax: *mut i32,
 ) -> XentStatus {
-    let call = Call {
-        kind: Kind::Forward,
+    let call = Call::new(
+        Kind::Forward,
         logits,
         rows,
         classes,
         row_stride,
-        targets: RawTargets::Probs(targets, target_row_stride),
+        RawTargets::Probs(targets, target_row_stride),
         options,
-        loss,
-        lse_out: lse,
-        argmax,
-        grad_loss: core::ptr::null(),
-        lse_in: core::ptr::null(),
-        grad: core::ptr::null_mut(),
-        grad_stride: 0,
-    };
+    )
+    .outputs(loss, lse, argmax);
     // SAFETY: the caller's pointer contract, forwarded.
-    status::guard(|| unsafe { call.run() })
+    unsafe { call.status() }
 }
 
 /// As xent_backward, with probability targets.
@@ -225,24 +179,19 @@ pub unsafe extern "C" fn xent_soft_backward(
     grad_logits: *mut f32,
     grad_row_stride: usize,
 ) -> XentStatus {
-    let call = Call {
-        kind: Kind::Backward,
+    let call = Call::new(
+        Kind::Backward,
         logits,
         rows,
         classes,
         row_stride,
-        targets: RawTargets::Probs(targets, target_row_stride),
+        RawTargets::Probs(targets, target_row_stride),
         options,
-        loss: core::ptr::null_mut(),
-        lse_out: core::ptr::null_mut(),
-        argmax: core::ptr::null_mut(),
-        grad_loss,
-        lse_in: lse,
-        grad: grad_logits,
-        grad_stride: grad_row_stride,
-    };
+    )
+    .upstream(grad_loss, lse)
+    .gradient(grad_logits, grad_row_stride);
     // SAFETY: the caller's pointer contract, forwarded.
-    status::guard(|| unsafe { call.run() })
+    unsafe { call.status() }
 }
 
 /// As xent_forward_backward, with probability targets.
@@ -264,22 +213,17 @@ pub unsafe extern "C" fn xent_soft_forward_backward(
     grad_logits: *mut f32,
     grad_row_stride: usize,
 ) -> XentStatus {
-    let call = Call {
-        kind: Kind::ForwardBackward,
+    let call = Call::new(
+        Kind::ForwardBackward,
         logits,
         rows,
         classes,
         row_stride,
-        targets: RawTargets::Probs(targets, target_row_stride),
+        RawTargets::Probs(targets, target_row_stride),
         options,
-        loss,
-        lse_out: lse,
-        argmax,
-        grad_loss: core::ptr::null(),
-        lse_in: core::ptr::null(),
-        grad: grad_logits,
-        grad_stride: grad_row_stride,
-    };
+    )
+    .outputs(loss, lse, argmax)
+    .gradient(grad_logits, grad_row_stride);
     // SAFETY: the caller's pointer contract, forwarded.
-    status::guard(|| unsafe { call.run() })
+    unsafe { call.status() }
 }

@@ -89,6 +89,19 @@ impl Case {
     pub fn grad_buffer(&self) -> Vec<f32> {
         vec![0.0; self.logits.len()]
     }
+
+    /// The gradient buffer a call starts from: a copy of the logits when in
+    /// place, else zeros.
+    pub fn grad_start(&self, in_place: bool) -> Vec<f32> {
+        if in_place { self.logits.clone() } else { self.grad_buffer() }
+    }
+
+    /// The logits and `grad` as a call's input/output (`grad` holds the
+    /// logits when in place).
+    pub fn logits_grad<'a>(&'a self, grad: &'a mut [f32], in_place: bool) -> LogitsGrad<'a> {
+        let out = MatrixMut { data: grad, rows: self.rows, cols: self.cols, stride: self.stride };
+        if in_place { LogitsGrad::InPlace(out) } else { LogitsGrad::Separate { logits: self.matrix(), grad: out } }
+    }
 }
 
 /// Results of one fused call through the safe API.
@@ -105,18 +118,11 @@ pub fn fused(c: &Case, in_place: bool, tweak: impl Fn(&mut Options<'_>)) -> Fuse
     let mut loss = vec![0.0; c.loss_len()];
     let mut lse = vec![0.0; c.rows];
     let mut argmax = vec![0; c.rows];
-    let mut grad = if in_place { c.logits.clone() } else { c.grad_buffer() };
+    let mut grad = c.grad_start(in_place);
     let mut o = c.options();
     tweak(&mut o);
     let out = ForwardOut { loss: &mut loss, lse: Some(&mut lse), argmax: Some(&mut argmax) };
-    let io = if in_place {
-        LogitsGrad::InPlace(MatrixMut { data: &mut grad, rows: c.rows, cols: c.cols, stride: c.stride })
-    } else {
-        LogitsGrad::Separate {
-            logits: c.matrix(),
-            grad: MatrixMut { data: &mut grad, rows: c.rows, cols: c.cols, stride: c.stride },
-        }
-    };
+    let io = c.logits_grad(&mut grad, in_place);
     forward_backward(io, c.targets(), &o, out).expect("valid case");
     Fused { loss, lse, argmax, grad }
 }

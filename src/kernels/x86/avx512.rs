@@ -144,13 +144,7 @@ impl Simd for Avx512 {
         // first + k·stride (k < n) is inside `src` and fits i32; masked-off
         // lanes are not read.
         unsafe {
-            let idx = _mm512_add_epi32(
-                _mm512_set1_epi32(first as i32),
-                _mm512_mullo_epi32(
-                    _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                    _mm512_set1_epi32(stride as i32),
-                ),
-            );
+            let idx = strided_index(first, stride);
             let mask = if n == LANES { 0xffff } else { prefix(n) };
             _mm512_mask_i32gather_ps::<4>(_mm512_set1_ps(fill), mask, idx, src.as_ptr().cast())
         }
@@ -161,13 +155,7 @@ impl Simd for Avx512 {
         // SAFETY: as for the gather: only lanes k < n are written, each at an
         // index proven inside `dst`.
         unsafe {
-            let idx = _mm512_add_epi32(
-                _mm512_set1_epi32(first as i32),
-                _mm512_mullo_epi32(
-                    _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                    _mm512_set1_epi32(stride as i32),
-                ),
-            );
+            let idx = strided_index(first, stride);
             let mask = if n == LANES { 0xffff } else { prefix(n) };
             _mm512_mask_i32scatter_ps::<4>(dst.as_mut_ptr().cast(), mask, idx, v);
         }
@@ -203,4 +191,17 @@ impl Simd for Avx512 {
 unsafe fn halves(v: __m512) -> (__m256, __m256) {
     // SAFETY: the caller guarantees AVX-512F.
     unsafe { (_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)))) }
+}
+
+/// Lane k holds `first + k·stride` (as i32; callers check it fits).
+///
+/// # Safety
+/// The CPU must support AVX-512F.
+#[inline(always)]
+unsafe fn strided_index(first: usize, stride: usize) -> __m512i {
+    // SAFETY: the caller guarantees AVX-512F.
+    unsafe {
+        let k = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        _mm512_add_epi32(_mm512_set1_epi32(first as i32), _mm512_mullo_epi32(k, _mm512_set1_epi32(stride as i32)))
+    }
 }
