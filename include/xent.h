@@ -38,8 +38,9 @@ typedef void (*XentParallelFor)(void *parallel_ctx, size_t n_tasks, XentTaskFn t
 typedef struct XentOptions {
   /*
    sizeof(XentOptions) as the caller compiled it. A smaller value (an older
-   header) is accepted and the fields past it keep their defaults; 0 or a
-   larger value is XENT_STATUS_INVALID_ARGUMENT.
+   header, at least sizeof(size_t)) is accepted and the fields it does not
+   cover keep their defaults; 0, anything below sizeof(size_t) or a larger
+   value is XENT_STATUS_INVALID_ARGUMENT.
    */
   size_t struct_size;
   /*

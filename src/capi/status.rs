@@ -49,8 +49,9 @@ pub type XentParallelFor =
 #[derive(Clone, Copy, Debug)]
 pub struct XentOptions {
     /// sizeof(XentOptions) as the caller compiled it. A smaller value (an older
-    /// header) is accepted and the fields past it keep their defaults; 0 or a
-    /// larger value is XENT_STATUS_INVALID_ARGUMENT.
+    /// header, at least sizeof(size_t)) is accepted and the fields it does not
+    /// cover keep their defaults; 0, anything below sizeof(size_t) or a larger
+    /// value is XENT_STATUS_INVALID_ARGUMENT.
     pub struct_size: usize,
     /// XENT_REDUCTION_MEAN (default), _SUM or _NONE.
     pub reduction: XentReduction,
