@@ -242,13 +242,21 @@ fn every_path_and_thread_count_gives_identical_bits() {
             c.softcap = if soft { 20.0 } else { 0.0 };
             c.smoothing = if options { 0.1 } else { 0.0 };
             c.z_loss = 1e-4;
-            let base = {
+            let (base, base_bw, base_bw_lse) = {
                 Isa::override_for_this_thread(Some(Isa::Scalar));
                 let f = fused(&c, false, |o| o.num_threads = 1);
+                let bw = backward_only(&c, None, false);
+                let bw_lse = backward_only(&c, Some(&f.lse), false);
                 Isa::override_for_this_thread(None);
-                f
+                (f, bw, bw_lse)
             };
             for_each_isa(|isa| {
+                assert_eq!(bits(&backward_only(&c, None, false)), bits(&base_bw), "backward: {}", isa.name());
+                let with_lse = backward_only(&c, Some(&base.lse), true);
+                let dense = |g: &[f32]| -> Vec<u32> {
+                    (0..c.rows).flat_map(|i| bits(&g[i * c.stride..i * c.stride + c.cols])).collect()
+                };
+                assert_eq!(dense(&with_lse), dense(&base_bw_lse), "backward(lse), in place: {}", isa.name());
                 for threads in [1, 2, 3, 0] {
                     for in_place in [false, true] {
                         let f = fused(&c, in_place, |o| o.num_threads = threads);

@@ -3,7 +3,7 @@
 //! log, the loss and the gradient are all plain lane-wise arithmetic, with
 //! no per-row reductions and no per-row scalar work.
 
-use super::math::{exp_nonpositive, log};
+use super::math::{exp, exp_nonpositive, log};
 use super::simd::{LANES, Simd};
 
 /// A tile of up to 16 consecutive rows of at most 16 classes with
@@ -21,11 +21,14 @@ pub(crate) struct Tile<'a> {
     pub label: [f32; LANES],
     /// Each kept row's target-class weight (0 for an ignored row).
     pub weight: [f32; LANES],
-    /// Gradient scales of the cross-entropy and z-loss parts, and the
-    /// z-loss coefficient.
-    pub ce_scale: f32,
-    pub z_scale: f32,
+    /// Each row's gradient scales of the cross-entropy and z-loss parts,
+    /// and the z-loss coefficient.
+    pub ce_scale: [f32; LANES],
+    pub z_scale: [f32; LANES],
     pub z_loss: f32,
+    /// A backward call's log-sum-exp from the caller: then
+    /// `p = exp(z − lse)` instead of `exp(z − max) / Σexp`.
+    pub lse: Option<[f32; LANES]>,
 }
 
 /// Per-row results of a tile.
@@ -61,26 +64,39 @@ pub(crate) fn tile<S: Simd>(s: S, t: Tile<'_>, out: &mut TileOut) {
         zy = s.select(s.eq(label, s.splat(j as f32)), z, zy);
         *c = z;
     }
-    let mut sum = zero;
-    for c in col.iter_mut().take(cols) {
-        *c = exp_nonpositive(s, s.sub(*c, max));
-        sum = s.add(sum, *c);
-    }
-    // A NaN or +inf logit, or a row of −inf, makes Σexp NaN.
-    let bad = s.is_nan(sum);
-    let l = log(s, s.select(bad, s.splat(1.0), sum));
-    let lse = s.add(max, l);
-    let ce = s.mul(w, s.sub(l, s.sub(zy, max)));
-    let zl = s.mul(s.splat(t.z_loss), s.mul(lse, lse));
+    // p_j = e_j · inv: e_j = exp(z_j − max), inv = 1/Σexp; or, with the
+    // caller's lse, e_j = exp(z_j − lse) and inv = 1.
+    let (lse, bad, inv) = if let Some(given) = t.lse {
+        let lse = s.load(&given);
+        for c in col.iter_mut().take(cols) {
+            *c = exp(s, s.sub(*c, lse));
+        }
+        (lse, s.is_nan(lse), s.splat(1.0))
+    } else {
+        let mut sum = zero;
+        for c in col.iter_mut().take(cols) {
+            *c = exp_nonpositive(s, s.sub(*c, max));
+            sum = s.add(sum, *c);
+        }
+        // A NaN or +inf logit, or a row of −inf, makes Σexp NaN.
+        let bad = s.is_nan(sum);
+        let l = log(s, s.select(bad, s.splat(1.0), sum));
+        let lse = s.add(max, l);
+        let ce = s.mul(w, s.sub(l, s.sub(zy, max)));
+        let zl = s.mul(s.splat(t.z_loss), s.mul(lse, lse));
+        let keep = |v| s.select(kept, s.select(bad, nan, v), zero);
+        s.store(&mut out.ce, keep(ce));
+        s.store(&mut out.z, keep(zl));
+        s.store(&mut out.lse, s.select(bad, nan, lse));
+        (lse, bad, s.div(s.splat(1.0), sum))
+    };
     // Ignored rows: 0; rows with a NaN: NaN; others: the value.
     let keep = |v| s.select(kept, s.select(bad, nan, v), zero);
-    s.store(&mut out.ce, keep(ce));
-    s.store(&mut out.z, keep(zl));
-    s.store(&mut out.lse, s.select(bad, nan, lse));
     let Some(dst) = dst else { return };
-    // ∂/∂z_j = a·e_j − d·[j = y], a = (ce_scale·w + z_scale·2·z_loss·lse) / Σexp.
-    let d = s.mul(s.splat(t.ce_scale), w);
-    let a = s.div(s.fma(s.splat(t.z_scale * 2.0 * t.z_loss), lse, d), sum);
+    // ∂/∂z_j = a·e_j − d·[j = y], a = (ce_scale·w + z_scale·2·z_loss·lse)·inv.
+    let d = s.mul(s.load(&t.ce_scale), w);
+    let zk = s.mul(s.load(&t.z_scale), s.splat(2.0 * t.z_loss));
+    let a = s.mul(s.fma(zk, lse, d), inv);
     for (j, &e) in col.iter().enumerate().take(cols) {
         let g = s.mul(a, e);
         let g = s.select(s.eq(label, s.splat(j as f32)), s.sub(g, d), g);

@@ -30,10 +30,11 @@ pub(crate) struct Batch<'a> {
 }
 
 impl Plan<'_> {
-    /// Whether this call's forward or fused rows go through the short path.
+    /// Whether this call's rows go through the short path (a backward call
+    /// only for tiles: rows of at most 16 classes).
     pub(crate) fn short_path(&self) -> bool {
-        self.cols <= MAX_COLS
-            && self.mode != Mode::Backward
+        let max_cols = if self.mode == Mode::Backward { TILE_COLS } else { MAX_COLS };
+        self.cols <= max_cols
             && self.logit == Logit::Raw
             && self.smoothing == 0.0
             && matches!(self.targets, Targets::Labels(_))
@@ -51,7 +52,20 @@ impl Plan<'_> {
         if self.cols <= TILE_COLS && b.rows >= MIN_TILE_ROWS && fits(b.src_stride) && fits(b.dst_stride) {
             return self.tile_batch(b, want_argmax, out);
         }
+        if self.mode == Mode::Backward {
+            return self.backward_rows(b);
+        }
         self.row_batch(b, want_argmax, out)
+    }
+
+    /// A backward batch that is no tile: row by row on the long path.
+    fn backward_rows(&self, b: Batch<'_>) {
+        let Batch { first, rows, src, src_stride: ss, mut dst, dst_stride: ds } = b;
+        let dst = dst.as_deref_mut().expect("a backward call has a gradient");
+        for k in 0..rows {
+            let src = src.map(|x| &x[k * ss..k * ss + self.cols]);
+            self.backward_row(first + k, src, &mut dst[k * ds..k * ds + self.cols], &[]);
+        }
     }
 
     fn tile_batch(&self, b: Batch<'_>, want_argmax: bool, out: &mut [RowOut]) {
@@ -73,7 +87,17 @@ impl Plan<'_> {
                 argmax[k] = self.argmax(row, true);
             }
         }
-        let (ce_scale, z_scale) = self.grad_scales(b.first);
+        let mut ce_scale = [0.0f32; BATCH];
+        let mut z_scale = [0.0f32; BATCH];
+        for k in 0..n {
+            let (c, z) = self.grad_scales(b.first + k);
+            (ce_scale[k], z_scale[k]) = (c as f32, z as f32);
+        }
+        let lse = self.upstream.and_then(|u| u.lse).map(|l| {
+            let mut v = [0.0f32; BATCH];
+            v[..n].copy_from_slice(&l[b.first..b.first + n]);
+            v
+        });
         let t = Tile {
             src: b.src,
             src_stride: b.src_stride,
@@ -83,9 +107,10 @@ impl Plan<'_> {
             cols,
             label,
             weight,
-            ce_scale: ce_scale as f32,
-            z_scale: z_scale as f32,
+            ce_scale,
+            z_scale,
             z_loss: self.z_scale,
+            lse,
         };
         let mut r = TileOut { ce: [0.0; BATCH], z: [0.0; BATCH], lse: [0.0; BATCH] };
         kernels::tile(self.isa, t, &mut r);
