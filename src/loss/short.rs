@@ -60,8 +60,8 @@ impl Plan<'_> {
 
     /// A backward batch that is no tile: row by row on the long path.
     fn backward_rows(&self, b: Batch<'_>) {
-        let Batch { first, rows, src, src_stride: ss, mut dst, dst_stride: ds } = b;
-        let dst = dst.as_deref_mut().expect("a backward call has a gradient");
+        let Batch { first, rows, src, src_stride: ss, dst, dst_stride: ds } = b;
+        let dst = dst.expect("a backward call has a gradient");
         for k in 0..rows {
             let src = src.map(|x| &x[k * ss..k * ss + self.cols]);
             self.backward_row(first + k, src, &mut dst[k * ds..k * ds + self.cols], &[]);
