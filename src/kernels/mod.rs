@@ -10,6 +10,7 @@
 mod math;
 pub(crate) mod rows;
 mod scalar;
+mod short;
 pub(crate) mod simd;
 mod tile;
 #[cfg(target_arch = "x86_64")]

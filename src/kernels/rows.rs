@@ -5,6 +5,7 @@
 //! added to an f64 total, which keeps long rows accurate.
 
 use super::math::{exp, exp_nonpositive, log, tanh};
+pub(crate) use super::short::{Rows, short_grad, short_scan};
 use super::simd::{LANES, Simd};
 pub(crate) use super::tile::tile;
 
@@ -380,43 +381,4 @@ pub(crate) fn exp_slice<S: Simd>(s: S, io: Io<'_>) {
 #[inline(always)]
 pub(crate) fn log_slice<S: Simd>(s: S, io: Io<'_>) {
     for_chunks!(s, io, 1.0, |x, _, _| log(s, x));
-}
-
-/// Up to 64 consecutive rows of a matrix, for the short-row path.
-pub(crate) struct Rows<'a> {
-    /// The logits rows, or `None` when `dst` holds them (in place).
-    pub src: Option<&'a [f32]>,
-    pub src_stride: usize,
-    /// Where exps are stored (fused call), if anywhere.
-    pub dst: Option<&'a mut [f32]>,
-    pub dst_stride: usize,
-    pub cols: usize,
-}
-
-/// For each row `k`: `max[k]` and `sum[k] = Σ exp(z − max)` by exactly the
-/// passes the long-row path runs on a single-chunk row, storing the exps
-/// when there is a `dst`. One call per batch instead of two per row.
-#[inline(always)]
-pub(crate) fn short_scan<S: Simd>(s: S, rows: Rows<'_>, max_out: &mut [f32], sum_out: &mut [f32]) {
-    let Rows { src, src_stride: ss, mut dst, dst_stride: ds, cols } = rows;
-    for (k, (mk, sk)) in max_out.iter_mut().zip(sum_out.iter_mut()).enumerate() {
-        let srow = src.map(|x| &x[k * ss..k * ss + cols]);
-        let drow = dst.as_deref_mut().map(|d| &mut d[k * ds..k * ds + cols]);
-        let (m, io) = match (srow, drow) {
-            (Some(a), Some(b)) => (max(s, a, Logit::Raw), Io::Map(a, b)),
-            (Some(a), None) => (max(s, a, Logit::Raw), Io::Read(a)),
-            (None, Some(b)) => (max(s, b, Logit::Raw), Io::InPlace(b)),
-            (None, None) => unreachable!("a batch has logits"),
-        };
-        *sk = sum_exp(s, io, Logit::Raw, m, &[]) as f32;
-        *mk = m;
-    }
-}
-
-/// The gradient pass of [`grad`] on consecutive rows, row `k` with `a[k]`.
-#[inline(always)]
-pub(crate) fn short_grad<S: Simd>(s: S, dst: &mut [f32], stride: usize, cols: usize, g: Grad<'_>, a: &[f32]) {
-    for (k, &ak) in a.iter().enumerate() {
-        grad(s, Io::InPlace(&mut dst[k * stride..k * stride + cols]), Grad { a: ak, ..g });
-    }
 }
