@@ -66,32 +66,32 @@ pub(crate) fn tile<S: Simd>(s: S, t: Tile<'_>, out: &mut TileOut) {
     }
     // p_j = e_j · inv: e_j = exp(z_j − max), inv = 1/Σexp; or, with the
     // caller's lse, e_j = exp(z_j − lse) and inv = 1.
-    let (lse, bad, inv) = if let Some(given) = t.lse {
+    let (lse, inv, losses) = if let Some(given) = t.lse {
         let lse = s.load(&given);
         for c in col.iter_mut().take(cols) {
             *c = exp(s, s.sub(*c, lse));
         }
-        (lse, s.is_nan(lse), s.splat(1.0))
+        (lse, s.splat(1.0), None)
     } else {
         let mut sum = zero;
         for c in col.iter_mut().take(cols) {
             *c = exp_nonpositive(s, s.sub(*c, max));
             sum = s.add(sum, *c);
         }
-        // A NaN or +inf logit, or a row of −inf, makes Σexp NaN.
-        let bad = s.is_nan(sum);
-        let l = log(s, s.select(bad, s.splat(1.0), sum));
-        let lse = s.add(max, l);
+        // NaN when a logit is NaN or +inf, or every logit is −inf.
+        let l = log(s, s.select(s.is_nan(sum), s.splat(1.0), sum));
+        let lse = s.select(s.is_nan(sum), nan, s.add(max, l));
         let ce = s.mul(w, s.sub(l, s.sub(zy, max)));
-        let zl = s.mul(s.splat(t.z_loss), s.mul(lse, lse));
-        let keep = |v| s.select(kept, s.select(bad, nan, v), zero);
-        s.store(&mut out.ce, keep(ce));
-        s.store(&mut out.z, keep(zl));
-        s.store(&mut out.lse, s.select(bad, nan, lse));
-        (lse, bad, s.div(s.splat(1.0), sum))
+        (lse, s.div(s.splat(1.0), sum), Some(ce))
     };
+    let bad = s.is_nan(lse);
     // Ignored rows: 0; rows with a NaN: NaN; others: the value.
     let keep = |v| s.select(kept, s.select(bad, nan, v), zero);
+    if let Some(ce) = losses {
+        s.store(&mut out.ce, keep(ce));
+        s.store(&mut out.z, keep(s.mul(s.splat(t.z_loss), s.mul(lse, lse))));
+        s.store(&mut out.lse, lse);
+    }
     let Some(dst) = dst else { return };
     // ∂/∂z_j = a·e_j − d·[j = y], a = (ce_scale·w + z_scale·2·z_loss·lse)·inv.
     let d = s.mul(s.load(&t.ce_scale), w);

@@ -1,9 +1,14 @@
 //! The short-row path: rows of at most 64 classes with class-index targets,
 //! no label smoothing and no softcap (the common classifier case), in
-//! batches of 64 rows. It runs exactly the operations of the long-row path
-//! (same kernels, same order), only with one kernel call per batch instead
-//! of several per row and the log vectorised across the batch, so its
-//! results are bit-identical to the long-row path's.
+//! batches of 16 rows.
+//! - Rows of at most 16 classes, in batches of at least 4 rows, go through
+//!   the tile kernel: one row per lane, everything lane-wise in float32.
+//! - Other batches run exactly the long-row path's kernels and operations,
+//!   one kernel call per batch instead of several per row, so their results
+//!   are bit-identical to the long path's (backward: row by row on it).
+//!
+//! Which rows take which route depends only on the shape and options, never
+//! on the thread count or the kernel path, so results stay deterministic.
 
 use super::plan::{Mode, Plan};
 use super::row::{RowOut, Target, target};
