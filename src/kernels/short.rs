@@ -5,15 +5,28 @@
 use super::rows::{Grad, Io, Logit, grad, max, sum_exp};
 use super::simd::Simd;
 
-/// Up to 64 consecutive rows of a matrix, for the short-row path.
+/// A batch of consecutive rows of a matrix (the short-row and tile paths).
 pub(crate) struct Rows<'a> {
     /// The logits rows, or `None` when `dst` holds them (in place).
     pub src: Option<&'a [f32]>,
     pub src_stride: usize,
-    /// Where exps are stored (fused call), if anywhere.
+    /// Where results are stored (fused or backward call), if anywhere.
     pub dst: Option<&'a mut [f32]>,
     pub dst_stride: usize,
+    /// Number of rows.
+    pub rows: usize,
     pub cols: usize,
+}
+
+impl Rows<'_> {
+    /// The logits of row `k` (from `dst` when in place).
+    pub(crate) fn logits(&self, k: usize) -> &[f32] {
+        match (self.src, self.dst.as_deref()) {
+            (Some(s), _) => &s[k * self.src_stride..k * self.src_stride + self.cols],
+            (None, Some(d)) => &d[k * self.dst_stride..k * self.dst_stride + self.cols],
+            (None, None) => unreachable!("a batch has logits"),
+        }
+    }
 }
 
 /// For each row `k`: `max[k]` and `sum[k] = Σ exp(z − max)` by exactly the
@@ -21,7 +34,8 @@ pub(crate) struct Rows<'a> {
 /// when there is a `dst`. One call per batch instead of two per row.
 #[inline(always)]
 pub(crate) fn short_scan<S: Simd>(s: S, rows: Rows<'_>, max_out: &mut [f32], sum_out: &mut [f32]) {
-    let Rows { src, src_stride: ss, mut dst, dst_stride: ds, cols } = rows;
+    let Rows { src, src_stride: ss, mut dst, dst_stride: ds, rows: n, cols } = rows;
+    assert!(max_out.len() == n && sum_out.len() == n);
     for (k, (mk, sk)) in max_out.iter_mut().zip(sum_out.iter_mut()).enumerate() {
         let srow = src.map(|x| &x[k * ss..k * ss + cols]);
         let drow = dst.as_deref_mut().map(|d| &mut d[k * ds..k * ds + cols]);

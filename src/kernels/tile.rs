@@ -4,19 +4,14 @@
 //! no per-row reductions and no per-row scalar work.
 
 use super::math::{exp, exp_nonpositive, log};
+use super::short::Rows;
 use super::simd::{LANES, Simd};
 
 /// A tile of up to 16 consecutive rows of at most 16 classes with
 /// class-index targets (no smoothing, no softcap).
 pub(crate) struct Tile<'a> {
-    /// The logits rows, or `None` when `dst` holds them (in place).
-    pub src: Option<&'a [f32]>,
-    pub src_stride: usize,
-    /// Where the gradient goes (fused call), if anywhere.
-    pub dst: Option<&'a mut [f32]>,
-    pub dst_stride: usize,
-    pub rows: usize,
-    pub cols: usize,
+    /// The rows; `dst`, if any, receives the gradient.
+    pub rows: Rows<'a>,
     /// Each row's label as a float, −1 for an ignored row.
     pub label: [f32; LANES],
     /// Each kept row's target-class weight (0 for an ignored row).
@@ -43,7 +38,7 @@ pub(crate) struct TileOut {
 /// Computes a tile; see the module docs. NaN results are the canonical NaN.
 #[inline(always)]
 pub(crate) fn tile<S: Simd>(s: S, t: Tile<'_>, out: &mut TileOut) {
-    let Tile { src, src_stride, dst, dst_stride, rows: n, cols, .. } = t;
+    let Rows { src, src_stride, dst, dst_stride, rows: n, cols } = t.rows;
     assert!(cols <= LANES && n <= LANES);
     let zero = s.splat(0.0);
     let nan = s.splat(f32::NAN);

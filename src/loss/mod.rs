@@ -13,6 +13,7 @@ pub use types::*;
 pub(crate) use plan::check_shape;
 use plan::{Mode, Plan};
 
+use crate::kernels::Rows;
 use crate::parallel::{self, Exec};
 
 /// A block of consecutive rows and the slices of every buffer it touches.
@@ -95,11 +96,14 @@ fn run(
                 let n = short::BATCH.min(b.rows - k0);
                 let batch = short::Batch {
                     first: b.first + k0,
-                    rows: n,
-                    src: b.src.map(|s| &s[k0 * ss..]),
-                    src_stride: ss,
-                    dst: b.dst.as_deref_mut().map(|d| &mut d[k0 * ds..]),
-                    dst_stride: ds,
+                    rows: Rows {
+                        src: b.src.map(|s| &s[k0 * ss..]),
+                        src_stride: ss,
+                        dst: b.dst.as_deref_mut().map(|d| &mut d[k0 * ds..]),
+                        dst_stride: ds,
+                        rows: n,
+                        cols,
+                    },
                 };
                 plan.short_batch(batch, want_argmax, &mut out);
                 for (k, r) in out[..n].iter().enumerate() {

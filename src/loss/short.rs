@@ -24,14 +24,10 @@ const TILE_COLS: usize = 16;
 /// Fewest rows worth a tile.
 const MIN_TILE_ROWS: usize = 4;
 
-/// A batch of consecutive rows and where they live.
+/// A batch of consecutive rows of the call, the first being row `first`.
 pub(crate) struct Batch<'a> {
     pub first: usize,
-    pub rows: usize,
-    pub src: Option<&'a [f32]>,
-    pub src_stride: usize,
-    pub dst: Option<&'a mut [f32]>,
-    pub dst_stride: usize,
+    pub rows: Rows<'a>,
 }
 
 impl Plan<'_> {
@@ -54,7 +50,8 @@ impl Plan<'_> {
         // A batch of a few rows (the end of the matrix, or a tiny call) is
         // cheaper row by row than gathered; the choice depends only on the
         // shape, so results stay the same for any thread count.
-        if self.cols <= TILE_COLS && b.rows >= MIN_TILE_ROWS && fits(b.src_stride) && fits(b.dst_stride) {
+        let r = &b.rows;
+        if self.cols <= TILE_COLS && r.rows >= MIN_TILE_ROWS && fits(r.src_stride) && fits(r.dst_stride) {
             return self.tile_batch(b, want_argmax, out);
         }
         if self.mode == Mode::Backward {
@@ -65,7 +62,7 @@ impl Plan<'_> {
 
     /// A backward batch that is no tile: row by row on the long path.
     fn backward_rows(&self, b: Batch<'_>) {
-        let Batch { first, rows, src, src_stride: ss, dst, dst_stride: ds } = b;
+        let Batch { first, rows: Rows { src, src_stride: ss, dst, dst_stride: ds, rows, .. } } = b;
         let dst = dst.expect("a backward call has a gradient");
         for k in 0..rows {
             let src = src.map(|x| &x[k * ss..k * ss + self.cols]);
@@ -74,7 +71,7 @@ impl Plan<'_> {
     }
 
     fn tile_batch(&self, b: Batch<'_>, want_argmax: bool, out: &mut [RowOut]) {
-        let (n, cols) = (b.rows, self.cols);
+        let n = b.rows.rows;
         let mut label = [-1.0f32; BATCH];
         let mut weight = [0.0f32; BATCH];
         let mut argmax = [0i32; BATCH];
@@ -84,12 +81,7 @@ impl Plan<'_> {
                 weight[k] = self.weight(y) as f32;
             }
             if want_argmax {
-                let row = match (b.src, b.dst.as_deref()) {
-                    (Some(s), _) => &s[k * b.src_stride..k * b.src_stride + cols],
-                    (_, Some(d)) => &d[k * b.dst_stride..k * b.dst_stride + cols],
-                    (None, None) => unreachable!("a batch has logits"),
-                };
-                argmax[k] = self.argmax(row, true);
+                argmax[k] = self.argmax(b.rows.logits(k), true);
             }
         }
         let mut ce_scale = [0.0f32; BATCH];
@@ -103,20 +95,7 @@ impl Plan<'_> {
             v[..n].copy_from_slice(&l[b.first..b.first + n]);
             v
         });
-        let t = Tile {
-            src: b.src,
-            src_stride: b.src_stride,
-            dst: b.dst,
-            dst_stride: b.dst_stride,
-            rows: n,
-            cols,
-            label,
-            weight,
-            ce_scale,
-            z_scale,
-            z_loss: self.z_scale,
-            lse,
-        };
+        let t = Tile { rows: b.rows, label, weight, ce_scale, z_scale, z_loss: self.z_scale, lse };
         let mut r = TileOut { ce: [0.0; BATCH], z: [0.0; BATCH], lse: [0.0; BATCH] };
         kernels::tile(self.isa, t, &mut r);
         for k in 0..n {
@@ -125,18 +104,14 @@ impl Plan<'_> {
     }
 
     fn row_batch(&self, b: Batch<'_>, want_argmax: bool, out: &mut [RowOut]) {
-        let (n, cols, isa) = (b.rows, self.cols, self.isa);
+        let (n, cols, isa) = (b.rows.rows, self.cols, self.isa);
         debug_assert!(n <= BATCH && out.len() >= n);
-        let Batch { first, src, src_stride: ss, mut dst, dst_stride: ds, .. } = b;
+        let first = b.first;
         let mut targets = [Target::Ignored; BATCH];
         let mut zy = [0.0f32; BATCH];
         let mut argmax = [0i32; BATCH];
         for k in 0..n {
-            let row = match (src, dst.as_deref()) {
-                (Some(s), _) => &s[k * ss..k * ss + cols],
-                (None, Some(d)) => &d[k * ds..k * ds + cols],
-                (None, None) => unreachable!("a batch has logits"),
-            };
+            let row = b.rows.logits(k);
             targets[k] = target(self, first + k);
             if let Target::Label(y) = targets[k] {
                 zy[k] = row[y];
@@ -145,7 +120,8 @@ impl Plan<'_> {
         }
         let mut max = [0.0f32; BATCH];
         let mut sum = [0.0f32; BATCH];
-        let rows = Rows { src, src_stride: ss, dst: dst.as_deref_mut(), dst_stride: ds, cols };
+        let Rows { src, src_stride: ss, mut dst, dst_stride: ds, .. } = b.rows;
+        let rows = Rows { src, src_stride: ss, dst: dst.as_deref_mut(), dst_stride: ds, rows: n, cols };
         kernels::short_scan(isa, rows, &mut max[..n], &mut sum[..n]);
         let mut l = [0.0f32; BATCH];
         kernels::log_slice(isa, Io::Map(&sum[..n], &mut l[..n]));
