@@ -13,6 +13,7 @@
 
 pub mod capi;
 pub mod kernels;
+pub mod linear;
 pub mod loss;
 mod parallel;
 

@@ -33,14 +33,19 @@ pub(crate) enum Exec<'a> {
 impl<'a> Exec<'a> {
     /// The execution a call on `rows × cols` logits gets under `o`.
     pub(crate) fn choose(o: &Options<'a>, rows: usize, cols: usize) -> Exec<'a> {
-        let blocks = rows.div_ceil(block_rows(cols));
+        Exec::for_tasks(o, rows.div_ceil(block_rows(cols)), rows.saturating_mul(cols))
+    }
+
+    /// The execution of `blocks` independent tasks whose total work is about
+    /// `work` logits' worth (for a matrix product, its multiply-adds).
+    pub(crate) fn for_tasks(o: &Options<'a>, blocks: usize, work: usize) -> Exec<'a> {
         if blocks <= 1 {
             return Exec::Inline;
         }
         if let Some(pool) = o.parallel_for {
             return Exec::Pool(pool);
         }
-        if rows.saturating_mul(cols) < PARALLEL_MIN_ELEMS {
+        if work < PARALLEL_MIN_ELEMS {
             return Exec::Inline;
         }
         let want = match o.num_threads {

@@ -10,8 +10,8 @@ mod types;
 
 pub use types::*;
 
-pub(crate) use plan::check_shape;
 use plan::{Mode, Plan};
+pub(crate) use plan::{check_len, check_matrix, check_shape};
 
 use crate::kernels::Rows;
 use crate::parallel::{self, Exec};
@@ -42,23 +42,36 @@ struct Layout {
     dst_stride: usize,
 }
 
+/// Per-row outputs of a call (each optional).
+#[derive(Default)]
+pub(crate) struct RowOuts<'a> {
+    pub loss: Option<&'a mut [f32]>,
+    pub lse: Option<&'a mut [f32]>,
+    pub argmax: Option<&'a mut [i32]>,
+}
+
+/// Splits a forward's outputs into per-row outputs and the reduced-loss slot
+/// (`None` for `Reduction::None`, whose losses are per row).
+fn split_out<'a>(plan: &Plan<'_>, out: ForwardOut<'a>) -> (RowOuts<'a>, Option<&'a mut f32>) {
+    let (per_row, total) =
+        if plan.reduction == Reduction::None { (Some(out.loss), None) } else { (None, out.loss.first_mut()) };
+    (RowOuts { loss: per_row, lse: out.lse, argmax: out.argmax }, total)
+}
+
+/// Runs the rows of `plan` and returns the sums of their (cross-entropy,
+/// z-loss) parts.
 fn run(
     plan: &Plan<'_>,
     options: &Options<'_>,
     layout: Layout,
     src: Option<&[f32]>,
     dst: Option<&mut [f32]>,
-    out: Option<ForwardOut<'_>>,
-) -> Result<()> {
+    out: RowOuts<'_>,
+) -> Result<(f64, f64)> {
     let (rows, cols) = (plan.rows, plan.cols);
     let br = parallel::block_rows(cols);
     let n_blocks = rows.div_ceil(br);
-    let (mut loss_out, lse, argmax) = match out {
-        Some(o) => (Some(o.loss), o.lse, o.argmax),
-        None => (None, None, None),
-    };
-    let none = plan.reduction == Reduction::None;
-    let per_row_loss = if none { loss_out.take() } else { None };
+    let RowOuts { loss: per_row_loss, lse, argmax } = out;
     let want_argmax = argmax.is_some();
     let mut srcs = src.map(|s| s.chunks(br * layout.src_stride));
     let mut dsts = pieces(dst, br * layout.dst_stride);
@@ -140,9 +153,22 @@ fn run(
         }
         acc
     };
-    let (ce, z) = parallel::run(Exec::choose(options, rows, cols), blocks, work)?;
-    if let Some(l) = loss_out {
-        l[0] = canonical(plan.reduce(ce, z));
+    parallel::run(Exec::choose(options, rows, cols), blocks, work)
+}
+
+/// Runs a forward or fused call and writes its reduced loss.
+fn run_call(
+    plan: &Plan<'_>,
+    options: &Options<'_>,
+    layout: Layout,
+    src: Option<&[f32]>,
+    dst: Option<&mut [f32]>,
+    out: ForwardOut<'_>,
+) -> Result<()> {
+    let (rows, total) = split_out(plan, out);
+    let (ce, z) = run(plan, options, layout, src, dst, rows)?;
+    if let Some(l) = total {
+        *l = canonical(plan.reduce(ce, z));
     }
     Ok(())
 }
@@ -186,7 +212,7 @@ pub fn forward(logits: Matrix<'_>, targets: Targets<'_>, options: &Options<'_>, 
     let plan = Plan::new(Mode::Forward, logits.rows, logits.cols, targets, options, None)?;
     plan.check_out(&out)?;
     let layout = Layout { src_stride: logits.stride, dst_stride: 0 };
-    run(&plan, options, layout, Some(logits.data), None, Some(out))
+    run_call(&plan, options, layout, Some(logits.data), None, out)
 }
 
 /// The gradient of the loss with respect to the logits, given the upstream
@@ -194,7 +220,7 @@ pub fn forward(logits: Matrix<'_>, targets: Targets<'_>, options: &Options<'_>, 
 pub fn backward(io: LogitsGrad<'_>, targets: Targets<'_>, options: &Options<'_>, upstream: Upstream<'_>) -> Result<()> {
     let (rows, cols, layout, src, dst) = split(io)?;
     let plan = Plan::new(Mode::Backward, rows, cols, targets, options, Some(upstream))?;
-    run(&plan, options, layout, src, Some(dst), None)
+    run(&plan, options, layout, src, Some(dst), RowOuts::default()).map(|_| ())
 }
 
 /// The loss and the gradient of the reduced loss (upstream gradient 1; for
@@ -208,5 +234,52 @@ pub fn forward_backward(
     let (rows, cols, layout, src, dst) = split(io)?;
     let plan = Plan::new(Mode::Fused, rows, cols, targets, options, None)?;
     plan.check_out(&out)?;
-    run(&plan, options, layout, src, Some(dst), Some(out))
+    run_call(&plan, options, layout, src, Some(dst), out)
+}
+
+/// A validated class-index call whose logits exist only a chunk of rows at a
+/// time (the fused linear call computes them chunk by chunk). Every check and
+/// the mean's denominators come from the whole call; each chunk runs the same
+/// row kernels as [`forward`] / [`forward_backward`].
+pub(crate) struct Chunked<'a> {
+    plan: Plan<'a>,
+}
+
+impl<'a> Chunked<'a> {
+    /// Validates labels and options for `rows × cols` logits; `fused` chunks
+    /// get their gradient, others only their forward outputs.
+    pub(crate) fn new(fused: bool, rows: usize, cols: usize, labels: &'a [i32], options: &Options<'a>) -> Result<Self> {
+        let mode = if fused { Mode::Fused } else { Mode::Forward };
+        Ok(Chunked { plan: Plan::new(mode, rows, cols, Targets::Labels(labels), options, None)? })
+    }
+
+    /// Checks the whole call's outputs.
+    pub(crate) fn check_out(&self, out: &ForwardOut<'_>) -> Result<()> {
+        self.plan.check_out(out)
+    }
+
+    /// Runs one chunk: `buf` holds `labels.len()` rows of logits at `stride`
+    /// (the gradient replaces them in a fused call); `out` gets the chunk's
+    /// per-row outputs. Returns the chunk's (cross-entropy, z-loss) sums.
+    pub(crate) fn run(
+        &self,
+        options: &Options<'_>,
+        labels: &[i32],
+        buf: &mut [f32],
+        stride: usize,
+        out: RowOuts<'_>,
+    ) -> Result<(f64, f64)> {
+        let plan = Plan { rows: labels.len(), targets: Targets::Labels(labels), ..self.plan.clone() };
+        Plan::check_logits("chunk", buf.len(), plan.rows, plan.cols, stride)?;
+        if plan.mode == Mode::Fused {
+            run(&plan, options, Layout { src_stride: stride, dst_stride: stride }, None, Some(buf), out)
+        } else {
+            run(&plan, options, Layout { src_stride: stride, dst_stride: 0 }, Some(buf), None, out)
+        }
+    }
+
+    /// The reduced loss from the sums of all chunks (`Mean` / `Sum`).
+    pub(crate) fn reduce(&self, (ce, z): (f64, f64)) -> f32 {
+        canonical(self.plan.reduce(ce, z))
+    }
 }

@@ -14,6 +14,7 @@ pub(crate) enum Mode {
 }
 
 /// Validated inputs and per-call constants.
+#[derive(Clone)]
 pub(crate) struct Plan<'a> {
     pub mode: Mode,
     pub rows: usize,
@@ -67,7 +68,7 @@ pub(crate) fn check_shape(what: &str, rows: usize, cols: usize, stride: usize) -
     }
 }
 
-fn check_matrix(what: &str, len: usize, rows: usize, cols: usize, stride: usize) -> Result<()> {
+pub(crate) fn check_matrix(what: &str, len: usize, rows: usize, cols: usize, stride: usize) -> Result<()> {
     let need = check_shape(what, rows, cols, stride)?;
     if len < need {
         return err(
@@ -78,7 +79,7 @@ fn check_matrix(what: &str, len: usize, rows: usize, cols: usize, stride: usize)
     Ok(())
 }
 
-fn check_len(what: &str, len: usize, need: usize) -> Result<()> {
+pub(crate) fn check_len(what: &str, len: usize, need: usize) -> Result<()> {
     if len < need {
         return err(ErrorKind::InvalidShape, format!("{what} holds {len} values but {need} are needed"));
     }

@@ -1,0 +1,479 @@
+//! Fused linear + cross-entropy: the loss of `logits = hidden · weightᵀ + bias`
+//! and its gradients with respect to `hidden`, `weight` and `bias`, computed
+//! a chunk of rows at a time so the `rows × classes` logits never exist whole.
+//!
+//! Per chunk of rows: one matrix product makes the chunk's logits in the
+//! workspace, the loss core's row kernels turn them into per-row outputs and
+//! (in place) into the logits' gradient `G`, then `grad_hidden = G · weight`
+//! and `grad_weight += Gᵀ · hidden` consume it. Rows whose label is ignored
+//! have a zero gradient, so they take part in no product unless their `lse`
+//! or `argmax` is asked for (then only in the first one).
+//!
+//! Every product is split into fixed tiles (of classes, or of `dim`) that
+//! depend only on the shape, never on the number of threads, so results are
+//! identical for any thread count.
+
+mod gemm;
+
+use core::ops::Range;
+
+use gemm::{Tiles, View, ViewMut, gemm};
+
+use crate::loss::{
+    Chunked, Error, ErrorKind, ForwardOut, Matrix, MatrixMut, Options, Reduction, Result, RowOuts, check_len,
+    check_matrix,
+};
+use crate::parallel::{self, Exec};
+
+/// The classifier: `logits = hidden · weightᵀ + bias`.
+#[derive(Clone, Copy, Debug)]
+pub struct Linear<'a> {
+    /// `rows × dim` hidden states.
+    pub hidden: Matrix<'a>,
+    /// `classes × dim` weight (the `nn.Linear` layout).
+    pub weight: Matrix<'a>,
+    /// `classes` values, or `None` for no bias.
+    pub bias: Option<&'a [f32]>,
+}
+
+/// Where gradients go; each `None` skips that gradient and its work. They are
+/// written, not accumulated.
+#[derive(Debug, Default)]
+pub struct LinearGrads<'a> {
+    /// `rows × dim`, the gradient with respect to `hidden`.
+    pub hidden: Option<MatrixMut<'a>>,
+    /// `classes × dim`, the gradient with respect to `weight`.
+    pub weight: Option<MatrixMut<'a>>,
+    /// `classes` values, the gradient with respect to `bias`.
+    pub bias: Option<&'a mut [f32]>,
+}
+
+/// Classes per tile of the logits product and of `grad_weight`.
+const TILE_CLASSES: usize = 2048;
+/// Columns of `grad_hidden` per tile.
+const TILE_DIM: usize = 256;
+/// Workspace rows start on 64-byte boundaries.
+const ALIGN: usize = 16;
+/// Logits a default chunk holds (32 MiB), and bounds on its rows.
+const DEFAULT_CHUNK_LOGITS: usize = 8 << 20;
+const MIN_CHUNK: usize = 32;
+const MAX_CHUNK: usize = 1024;
+
+fn round_up(n: usize, to: usize) -> Option<usize> {
+    Some(n.checked_add(to - 1)? / to * to)
+}
+
+/// The workspace a chunk row needs, in floats: its logits, a gathered
+/// hidden row, a `grad_hidden` row (when wanted) and four per-row outputs.
+#[derive(Clone, Copy)]
+struct RowNeed {
+    logits_stride: usize,
+    dim_stride: usize,
+    grad_panel: bool,
+}
+
+impl RowNeed {
+    fn new(dim: usize, classes: usize, grad_panel: bool) -> Option<Self> {
+        Some(RowNeed { logits_stride: round_up(classes, ALIGN)?, dim_stride: round_up(dim, ALIGN)?, grad_panel })
+    }
+
+    fn floats(self) -> Option<usize> {
+        let panels = if self.grad_panel { 2 } else { 1 };
+        self.dim_stride.checked_mul(panels)?.checked_add(self.logits_stride)?.checked_add(4)
+    }
+}
+
+/// Rows in a default chunk.
+fn default_chunk(rows: usize, classes: usize) -> usize {
+    let by_budget = DEFAULT_CHUNK_LOGITS / classes.max(1);
+    let r = by_budget.clamp(MIN_CHUNK, MAX_CHUNK);
+    (r - r % 16).min(rows.max(1))
+}
+
+/// Floats of the default workspace for a call on `rows` rows (it stops
+/// growing at a chunk's worth of rows); `None` if `dim` or `classes` is 0 or
+/// the size overflows.
+pub fn workspace_len(rows: usize, dim: usize, classes: usize) -> Option<usize> {
+    if dim == 0 || classes == 0 {
+        return None;
+    }
+    let per_row = RowNeed::new(dim, classes, true)?.floats()?;
+    default_chunk(rows, classes).checked_mul(per_row)?.checked_add(ALIGN - 1)
+}
+
+fn err<T>(kind: ErrorKind, msg: impl Into<String>) -> Result<T> {
+    Err(Error::new(kind, msg))
+}
+
+/// Shapes of a call: `(rows, dim, classes)`, after checking every matrix.
+fn check(lin: &Linear<'_>, grads: Option<&LinearGrads<'_>>) -> Result<(usize, usize, usize)> {
+    let (rows, dim, classes) = (lin.hidden.rows, lin.hidden.cols, lin.weight.rows);
+    if dim == 0 {
+        return err(ErrorKind::InvalidShape, "dim must be at least 1");
+    }
+    if classes == 0 {
+        return err(ErrorKind::InvalidShape, "classes must be at least 1");
+    }
+    if lin.weight.cols != dim {
+        return err(
+            ErrorKind::InvalidShape,
+            format!("weight is {}x{} but hidden rows have {dim} values", lin.weight.rows, lin.weight.cols),
+        );
+    }
+    let h = &lin.hidden;
+    check_matrix("hidden", h.data.len(), rows, dim, h.stride)?;
+    check_matrix("weight", lin.weight.data.len(), classes, dim, lin.weight.stride)?;
+    if let Some(b) = lin.bias {
+        check_len("bias", b.len(), classes)?;
+    }
+    let Some(g) = grads else { return Ok((rows, dim, classes)) };
+    let same = |what: &str, m: &Option<MatrixMut<'_>>, want: (usize, usize)| {
+        let Some(m) = m else { return Ok(()) };
+        if (m.rows, m.cols) != want {
+            return err(
+                ErrorKind::InvalidShape,
+                format!("{what} is {}x{} but must be {}x{}", m.rows, m.cols, want.0, want.1),
+            );
+        }
+        check_matrix(what, m.data.len(), m.rows, m.cols, m.stride)
+    };
+    same("grad_hidden", &g.hidden, (rows, dim))?;
+    same("grad_weight", &g.weight, (classes, dim))?;
+    if let Some(b) = &g.bias {
+        check_len("grad_bias", b.len(), classes)?;
+    }
+    Ok((rows, dim, classes))
+}
+
+/// Rows in processing order: kept rows (label ≠ ignore_index) first, then,
+/// when their forward outputs are wanted, ignored ones.
+#[derive(Clone)]
+struct Order<'a> {
+    labels: &'a [i32],
+    ignore: i32,
+    pos: usize,
+    ignored_pass: bool,
+    with_ignored: bool,
+}
+
+impl Iterator for Order<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        loop {
+            if self.pos == self.labels.len() {
+                if self.ignored_pass || !self.with_ignored {
+                    return None;
+                }
+                (self.pos, self.ignored_pass) = (0, true);
+                continue;
+            }
+            let i = self.pos;
+            self.pos += 1;
+            if (self.labels[i] == self.ignore) == self.ignored_pass {
+                return Some(i);
+            }
+        }
+    }
+}
+
+/// The workspace carved into one chunk's buffers.
+struct Work<'w> {
+    logits: &'w mut [f32],
+    hidden: &'w mut [f32],
+    grad_hidden: &'w mut [f32],
+    labels: &'w mut [i32],
+    loss: &'w mut [f32],
+    lse: &'w mut [f32],
+    argmax: &'w mut [i32],
+}
+
+fn as_i32(s: &mut [f32]) -> &mut [i32] {
+    // SAFETY: f32 and i32 have the same size and alignment and every bit
+    // pattern is a valid i32; the borrow is moved, not duplicated.
+    unsafe { core::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<i32>(), s.len()) }
+}
+
+impl<'w> Work<'w> {
+    fn carve(ws: &'w mut [f32], chunk: usize, need: RowNeed) -> Self {
+        let (logits, rest) = ws.split_at_mut(chunk * need.logits_stride);
+        let (hidden, rest) = rest.split_at_mut(chunk * need.dim_stride);
+        let (grad_hidden, rest) = rest.split_at_mut(if need.grad_panel { chunk * need.dim_stride } else { 0 });
+        let (labels, rest) = rest.split_at_mut(chunk);
+        let (loss, rest) = rest.split_at_mut(chunk);
+        let (lse, rest) = rest.split_at_mut(chunk);
+        Work { logits, hidden, grad_hidden, labels: as_i32(labels), loss, lse, argmax: as_i32(&mut rest[..chunk]) }
+    }
+}
+
+/// A task of the gradient products: a tile of `dim` columns of
+/// `grad_hidden`, or a tile of classes of `grad_weight` and `grad_bias`.
+enum GradTask<'a> {
+    Hidden(Range<usize>, ViewMut<'a>),
+    Weight(Range<usize>, Option<ViewMut<'a>>, Option<&'a mut [f32]>),
+}
+
+/// The gradient tasks of a chunk, in a fixed order.
+struct GradTasks<'a> {
+    hidden: Option<Tiles<'a>>,
+    weight: Option<Tiles<'a>>,
+    bias: Option<core::slice::ChunksMut<'a, f32>>,
+    classes: usize,
+    next_class: usize,
+}
+
+impl<'a> Iterator for GradTasks<'a> {
+    type Item = GradTask<'a>;
+
+    fn next(&mut self) -> Option<GradTask<'a>> {
+        if let Some((r, t)) = self.hidden.as_mut().and_then(Iterator::next) {
+            return Some(GradTask::Hidden(r, t));
+        }
+        if self.next_class >= self.classes || (self.weight.is_none() && self.bias.is_none()) {
+            return None;
+        }
+        let r = self.next_class..(self.next_class + TILE_CLASSES).min(self.classes);
+        self.next_class = r.end;
+        let w = self.weight.as_mut().and_then(Iterator::next).map(|(_, t)| t);
+        let b = self.bias.as_mut().and_then(Iterator::next);
+        Some(GradTask::Weight(r, w, b))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let h = self.hidden.as_ref().map_or(0, ExactSizeIterator::len);
+        let c = if self.weight.is_none() && self.bias.is_none() {
+            0
+        } else {
+            (self.classes - self.next_class).div_ceil(TILE_CLASSES)
+        };
+        (h + c, Some(h + c))
+    }
+}
+
+impl ExactSizeIterator for GradTasks<'_> {}
+
+/// The loss (and optionally per-row `lse` and `argmax`) of `hidden ·
+/// weightᵀ + bias` against `labels`, without holding the logits.
+/// `workspace` is the caller's scratch (`None`: one is allocated for the
+/// call); nothing is written unless the arguments are valid.
+pub fn linear_forward(
+    lin: Linear<'_>,
+    labels: &[i32],
+    options: &Options<'_>,
+    out: ForwardOut<'_>,
+    workspace: Option<&mut [f32]>,
+) -> Result<()> {
+    run(lin, labels, options, out, None, workspace)
+}
+
+/// As [`linear_forward`], and the gradients of the reduced loss (for
+/// `Reduction::None`, of the sum of row losses) with respect to hidden,
+/// weight and bias.
+pub fn linear_forward_backward(
+    lin: Linear<'_>,
+    labels: &[i32],
+    options: &Options<'_>,
+    out: ForwardOut<'_>,
+    grads: LinearGrads<'_>,
+    workspace: Option<&mut [f32]>,
+) -> Result<()> {
+    run(lin, labels, options, out, Some(grads), workspace)
+}
+
+fn run(
+    lin: Linear<'_>,
+    labels: &[i32],
+    options: &Options<'_>,
+    out: ForwardOut<'_>,
+    grads: Option<LinearGrads<'_>>,
+    workspace: Option<&mut [f32]>,
+) -> Result<()> {
+    let (rows, dim, classes) = check(&lin, grads.as_ref())?;
+    let fused = grads.is_some();
+    let chunked = Chunked::new(fused, rows, classes, labels, options)?;
+    chunked.check_out(&out)?;
+    let labels = &labels[..rows];
+    let mut grads = grads.unwrap_or_default();
+    let overflow = || Error::new(ErrorKind::SizeOverflow, format!("a workspace row for {dim} x {classes} overflows"));
+    let need = RowNeed::new(dim, classes, grads.hidden.is_some()).ok_or_else(overflow)?;
+    let per_row = need.floats().ok_or_else(overflow)?;
+
+    let ignored = labels.iter().filter(|&&y| y == options.ignore_index).count();
+    let kept = rows - ignored;
+    let with_ignored = out.lse.is_some() || out.argmax.is_some();
+    let total = if with_ignored { rows } else { kept };
+
+    // The workspace: the caller's, or one allocated for this call.
+    let mut owned = Vec::new();
+    let given = workspace.is_some();
+    let ws: &mut [f32] = match workspace {
+        Some(w) => w,
+        None if total == 0 => &mut [],
+        None => {
+            let len = workspace_len(rows, dim, classes).ok_or_else(overflow)?;
+            owned.try_reserve_exact(len).map_err(|_| {
+                Error::new(ErrorKind::AllocationFailed, format!("cannot allocate a workspace of {} bytes", len * 4))
+            })?;
+            owned.resize(len, 0.0f32);
+            &mut owned
+        }
+    };
+    let skip = ws.as_ptr().align_offset(ALIGN * 4).min(ws.len());
+    let ws = &mut ws[skip..];
+    let chunk = ws.len() / per_row;
+    // A caller's workspace is checked even when no row needs it, so its
+    // validity does not depend on the labels.
+    if chunk == 0 && (given || total > 0) {
+        return err(
+            ErrorKind::InvalidArgument,
+            format!(
+                "workspace of {} bytes is too small: one row of {dim} x {classes} needs {} bytes",
+                (skip + ws.len()) * 4,
+                (per_row + ALIGN - 1) * 4
+            ),
+        );
+    }
+
+    // Everything is valid from here on; outputs are written.
+    let ForwardOut { loss, lse: mut lse_out, argmax: mut argmax_out } = out;
+    let none = options.reduction == Reduction::None;
+    if let Some(b) = grads.bias.as_deref_mut() {
+        b[..classes].fill(0.0);
+    }
+    let work = Work::carve(ws, chunk, need);
+    let weight = View::new(lin.weight.data, classes, dim, lin.weight.stride);
+    let hidden = View::new(lin.hidden.data, rows, dim, lin.hidden.stride);
+    let mut order = Order { labels, ignore: options.ignore_index, pos: 0, ignored_pass: false, with_ignored };
+    let mut sums = (0.0f64, 0.0f64);
+    let mut done = 0;
+    let mut first_grad = true;
+    while done < total {
+        let n = chunk.min(total - done);
+        let n_kept = kept.saturating_sub(done).min(n);
+        let rows_of_chunk = order.clone().take(n);
+        // This chunk's labels; its rows are contiguous unless some were skipped.
+        let mut first = 0;
+        let mut contiguous = true;
+        for (k, i) in order.by_ref().take(n).enumerate() {
+            work.labels[k] = labels[i];
+            if k == 0 {
+                first = i;
+            } else {
+                contiguous &= i == first + k;
+            }
+        }
+        let h = if contiguous {
+            hidden.rows(first..first + n)
+        } else {
+            for (k, i) in rows_of_chunk.clone().enumerate() {
+                let src = &lin.hidden.data[i * lin.hidden.stride..][..dim];
+                work.hidden[k * need.dim_stride..][..dim].copy_from_slice(src);
+            }
+            View::new(work.hidden, n, dim, need.dim_stride)
+        };
+
+        // The chunk's logits, a tile of classes per task.
+        let logits = ViewMut::new(work.logits, n, classes, need.logits_stride);
+        let exec =
+            Exec::for_tasks(options, classes.div_ceil(TILE_CLASSES), n.saturating_mul(dim).saturating_mul(classes));
+        parallel::run(exec, logits.col_tiles(TILE_CLASSES), |(r, mut c)| {
+            let beta = match lin.bias {
+                Some(b) => {
+                    c.fill_rows(&b[r.clone()]);
+                    1.0
+                }
+                None => 0.0,
+            };
+            gemm(h, weight.rows(r).t(), beta, &mut c);
+            (0.0, 0.0)
+        })?;
+
+        // Per-row outputs, and the logits' gradient in place.
+        let row_outs = RowOuts {
+            loss: none.then_some(&mut work.loss[..n]),
+            lse: lse_out.is_some().then_some(&mut work.lse[..n]),
+            argmax: argmax_out.is_some().then_some(&mut work.argmax[..n]),
+        };
+        let s = chunked.run(options, &work.labels[..n], work.logits, need.logits_stride, row_outs)?;
+        sums = (sums.0 + s.0, sums.1 + s.1);
+        for (k, i) in rows_of_chunk.clone().enumerate() {
+            if none {
+                loss[i] = work.loss[k];
+            }
+            if let Some(l) = lse_out.as_deref_mut() {
+                l[i] = work.lse[k];
+            }
+            if let Some(a) = argmax_out.as_deref_mut() {
+                a[i] = work.argmax[k];
+            }
+        }
+
+        if fused && n_kept > 0 {
+            let grad: &[f32] = work.logits;
+            let g = View::new(grad, n_kept, classes, need.logits_stride);
+            let h = h.rows(0..n_kept);
+            // grad_hidden goes straight to its rows when they are contiguous.
+            let gh = grads.hidden.as_mut().map(|m| {
+                if contiguous {
+                    ViewMut::new(&mut m.data[first * m.stride..], n_kept, dim, m.stride)
+                } else {
+                    ViewMut::new(work.grad_hidden, n_kept, dim, need.dim_stride)
+                }
+            });
+            let gw = grads.weight.as_mut().map(|m| ViewMut::new(m.data, classes, dim, m.stride));
+            let tasks = GradTasks {
+                hidden: gh.map(|v| v.col_tiles(TILE_DIM)),
+                weight: gw.map(|v| v.row_tiles(TILE_CLASSES)),
+                bias: grads.bias.as_deref_mut().map(|b| b[..classes].chunks_mut(TILE_CLASSES)),
+                classes,
+                next_class: 0,
+            };
+            let beta = if first_grad { 0.0 } else { 1.0 };
+            let work_size = n_kept.saturating_mul(dim).saturating_mul(classes);
+            parallel::run(Exec::for_tasks(options, tasks.len(), work_size), tasks, |task| {
+                match task {
+                    GradTask::Hidden(r, mut c) => gemm(g, weight.cols(r), 0.0, &mut c),
+                    GradTask::Weight(r, w, b) => {
+                        if let Some(mut w) = w {
+                            gemm(g.cols(r.clone()).t(), h, beta, &mut w);
+                        }
+                        if let Some(b) = b {
+                            for k in 0..n_kept {
+                                let row = &grad[k * need.logits_stride..][r.clone()];
+                                b.iter_mut().zip(row).for_each(|(s, &x)| *s += x);
+                            }
+                        }
+                    }
+                }
+                (0.0, 0.0)
+            })?;
+            if let (Some(m), false) = (grads.hidden.as_mut(), contiguous) {
+                for (k, i) in rows_of_chunk.take(n_kept).enumerate() {
+                    m.data[i * m.stride..][..dim].copy_from_slice(&work.grad_hidden[k * need.dim_stride..][..dim]);
+                }
+            }
+            first_grad = false;
+        }
+        done += n;
+    }
+
+    // What no chunk wrote: ignored rows' loss and grad_hidden, and
+    // grad_weight when no row was kept.
+    for (i, _) in labels.iter().enumerate().filter(|&(_, &y)| y == options.ignore_index) {
+        if none && !with_ignored {
+            loss[i] = 0.0;
+        }
+        if let Some(m) = grads.hidden.as_mut() {
+            m.data[i * m.stride..][..dim].fill(0.0);
+        }
+    }
+    if first_grad && let Some(m) = grads.weight.as_mut() {
+        for i in 0..classes {
+            m.data[i * m.stride..][..dim].fill(0.0);
+        }
+    }
+    if !none {
+        loss[0] = chunked.reduce(sums);
+    }
+    Ok(())
+}
