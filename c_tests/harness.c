@@ -289,6 +289,143 @@ static void test_parallel(void) {
     CHECK(strstr(xent_last_error(), "parallel_for") != NULL, "message %s", xent_last_error());
 }
 
+/* ---- fused linear + cross-entropy ---- */
+
+#define LR 13
+#define LD 7
+#define LHS 9 /* hidden row stride */
+#define LC 45
+
+static float lin_h[LR * LHS], lin_w[LC * LD], lin_b[LC];
+static float lin_logits[LR * LC], lin_g[LR * LC];
+
+/* Small multiples of 1/4: every product and sum is exact in float32, so the
+ * fused call's logits equal these. */
+static void lin_fill(void) {
+    unsigned x = 99;
+    for (size_t i = 0; i < LR * LHS; i++) {
+        x = x * 1103515245u + 12345u;
+        lin_h[i] = (float)((int)((x >> 10) % 9) - 4);
+    }
+    for (size_t i = 0; i < LC * LD; i++) {
+        x = x * 1103515245u + 12345u;
+        lin_w[i] = (float)((int)((x >> 10) % 9) - 4) * 0.25f;
+    }
+    for (size_t j = 0; j < LC; j++) lin_b[j] = (float)(j % 5) - 2.0f;
+    for (size_t i = 0; i < LR; i++)
+        for (size_t j = 0; j < LC; j++) {
+            float z = lin_b[j];
+            for (size_t k = 0; k < LD; k++) z += lin_h[i * LHS + k] * lin_w[j * LD + k];
+            lin_logits[i * LC + j] = z;
+        }
+}
+
+static int close_rel(double got, double want, double scale) { return fabs(got - want) <= 1e-4 * scale + 1e-7; }
+
+static void test_linear(void) {
+    lin_fill();
+    XentOptions o = xent_options_default();
+    o.label_smoothing = 0.1f;
+    float l_ref, lse_ref[LR], l, lse[LR];
+    int32_t am_ref[LR], am[LR];
+    CHECK(xent_forward_backward(lin_logits, LR, LC, LC, labels, &o, &l_ref, lse_ref, am_ref, lin_g, LC) == 0, "unfused");
+    static float gh[LR * LD], gw[LC * LD], gb[LC];
+    XentStatus s = xent_linear_forward_backward(lin_h, LR, LD, LHS, lin_w, LC, LD, lin_b, labels, &o, &l, lse, am, gh, LD,
+                                                gw, LD, gb, NULL, 0);
+    CHECK(s == 0, "linear: %s", xent_last_error());
+    /* Same logits, one chunk, same row kernels: identical bits. */
+    CHECK(memcmp(&l, &l_ref, sizeof l) == 0 && memcmp(lse, lse_ref, sizeof lse) == 0 && memcmp(am, am_ref, sizeof am) == 0,
+          "linear loss %.9g vs %.9g", l, l_ref);
+    /* Gradients against the products of the unfused gradient, in double. */
+    double scale = 0.0, worst = 0.0;
+    for (size_t i = 0; i < LR; i++)
+        for (size_t k = 0; k < LD; k++) {
+            double want = 0.0;
+            for (size_t j = 0; j < LC; j++) want += (double)lin_g[i * LC + j] * lin_w[j * LD + k];
+            scale = fmax(scale, fabs(want));
+            worst = fmax(worst, fabs(want - gh[i * LD + k]));
+        }
+    CHECK(close_rel(worst, 0.0, scale), "grad_hidden off by %g (scale %g)", worst, scale);
+    scale = worst = 0.0;
+    for (size_t j = 0; j < LC; j++) {
+        double bsum = 0.0;
+        for (size_t i = 0; i < LR; i++) bsum += lin_g[i * LC + j];
+        CHECK(close_rel(gb[j], bsum, 1.0), "grad_bias[%zu] %g vs %g", j, gb[j], bsum);
+        for (size_t k = 0; k < LD; k++) {
+            double want = 0.0;
+            for (size_t i = 0; i < LR; i++) want += (double)lin_g[i * LC + j] * lin_h[i * LHS + k];
+            scale = fmax(scale, fabs(want));
+            worst = fmax(worst, fabs(want - gw[j * LD + k]));
+        }
+    }
+    CHECK(close_rel(worst, 0.0, scale), "grad_weight off by %g (scale %g)", worst, scale);
+
+    /* A caller's workspace for 2 rows at a time, misaligned by one byte:
+     * same loss; forward only agrees too. */
+    size_t ws_size = xent_linear_workspace_size(2, LD, LC, NULL);
+    CHECK(ws_size > 2 * LC * sizeof(float) && ws_size < xent_linear_workspace_size(LR, LD, LC, NULL), "size %zu", ws_size);
+    char *ws = malloc(ws_size + 1);
+    float l2, l3;
+    static float gh2[LR * LD];
+    CHECK(xent_linear_forward_backward(lin_h, LR, LD, LHS, lin_w, LC, LD, lin_b, labels, &o, &l2, NULL, NULL, gh2, LD, NULL,
+                                       0, NULL, ws + 1, ws_size) == 0, "small workspace: %s", xent_last_error());
+    CHECK(fabs(l2 - l) <= 1e-6 * fabs(l), "chunked loss %.9g vs %.9g", l2, l);
+    CHECK(memcmp(gh2, gh, sizeof gh) == 0, "grad_hidden rows do not depend on the chunk");
+    CHECK(xent_linear_forward(lin_h, LR, LD, LHS, lin_w, LC, LD, lin_b, labels, &o, &l3, NULL, NULL, ws + 1, ws_size) == 0,
+          "forward: %s", xent_last_error());
+    CHECK(memcmp(&l3, &l2, sizeof l3) == 0, "forward %.9g vs %.9g", l3, l2);
+
+    /* Errors: nothing written. */
+    float sentinel_loss = SENTINEL;
+    static float gw_bad[LC * LD];
+    for (size_t i = 0; i < LC * LD; i++) gw_bad[i] = SENTINEL;
+#define LIN_EXPECT(want, part, H, D, W, WS, WSZ, GW)                                                              \
+    do {                                                                                                          \
+        float loss_out = SENTINEL;                                                                                \
+        XentStatus st = xent_linear_forward_backward(H, LR, D, LHS, W, LC, LD, lin_b, labels, &o, &loss_out, NULL, \
+                                                     NULL, NULL, 0, GW, LD, NULL, WS, WSZ);                       \
+        CHECK(st == (want), "status %u want %u (%s)", st, want, xent_last_error());                               \
+        CHECK(loss_out == sentinel_loss, "loss written on failure");                                              \
+        CHECK(strstr(xent_last_error(), part) != NULL, "message '%s' lacks '%s'", xent_last_error(), part);        \
+    } while (0)
+    LIN_EXPECT(XENT_STATUS_NULL_POINTER, "hidden", NULL, LD, lin_w, NULL, 0, gw_bad);
+    LIN_EXPECT(XENT_STATUS_INVALID_SHAPE, "dim", lin_h, 0, lin_w, NULL, 0, gw_bad);
+    LIN_EXPECT(XENT_STATUS_INVALID_SHAPE, "stride", lin_h, LHS + 1, lin_w, NULL, 0, gw_bad);
+    LIN_EXPECT(XENT_STATUS_INVALID_ARGUMENT, "workspace", lin_h, LD, lin_w, ws, 16, gw_bad);
+    LIN_EXPECT(XENT_STATUS_INVALID_ARGUMENT, "overlaps", lin_h, LD, lin_w, (void *)lin_w, sizeof lin_w, gw_bad);
+    LIN_EXPECT(XENT_STATUS_INVALID_ARGUMENT, "overlaps", lin_h, LD, lin_w, NULL, 0, lin_w);
+    for (size_t i = 0; i < LC * LD; i++) CHECK(gw_bad[i] == SENTINEL, "grad_weight written on failure");
+    free(ws);
+}
+
+static void test_linear_parallel(void) {
+    enum { R = 300, D = 40, C = 2100 };
+    float *h = malloc(sizeof(float) * R * D), *w = malloc(sizeof(float) * C * D);
+    float *gw1 = malloc(sizeof(float) * C * D), *gw2 = malloc(sizeof(float) * C * D);
+    float *gh1 = malloc(sizeof(float) * R * D), *gh2 = malloc(sizeof(float) * R * D);
+    int32_t *lab = malloc(sizeof(int32_t) * R);
+    unsigned x = 3;
+    for (size_t i = 0; i < R * D; i++) { x = x * 1664525u + 1013904223u; h[i] = (float)(x >> 9) / (float)(1 << 23) - 1.0f; }
+    for (size_t i = 0; i < C * D; i++) { x = x * 1664525u + 1013904223u; w[i] = (float)(x >> 9) / (float)(1 << 23) * 0.3f - 0.15f; }
+    for (size_t i = 0; i < R; i++) lab[i] = i % 11 == 0 ? -100 : (int32_t)((i * 31) % C);
+    XentOptions o = xent_options_default();
+    o.num_threads = 1;
+    float l1, l2;
+    CHECK(xent_linear_forward_backward(h, R, D, D, w, C, D, NULL, lab, &o, &l1, NULL, NULL, gh1, D, gw1, D, NULL, NULL, 0) == 0,
+          "serial: %s", xent_last_error());
+    o.parallel_for = pthread_pool;
+    int before = atomic_load(&pool_calls);
+    CHECK(xent_linear_forward_backward(h, R, D, D, w, C, D, NULL, lab, &o, &l2, NULL, NULL, gh2, D, gw2, D, NULL, NULL, 0) == 0,
+          "pool: %s", xent_last_error());
+    CHECK(atomic_load(&pool_calls) > before, "pool not used");
+    CHECK(memcmp(&l1, &l2, sizeof l1) == 0 && memcmp(gh1, gh2, sizeof(float) * R * D) == 0 &&
+              memcmp(gw1, gw2, sizeof(float) * C * D) == 0, "pool result differs");
+    o.parallel_for = lazy_pool;
+    CHECK(xent_linear_forward_backward(h, R, D, D, w, C, D, NULL, lab, &o, &l2, NULL, NULL, gh2, D, gw2, D, NULL, NULL, 0) ==
+              XENT_STATUS_INTERNAL_ERROR, "lazy pool must be reported");
+    free(h); free(w); free(gw1); free(gw2); free(gh1); free(gh2); free(lab);
+}
+
 /* ---- many threads at once; last_error is per thread ---- */
 
 static void *hammer(void *arg) {
@@ -325,6 +462,8 @@ int main(void) {
     test_values();
     test_errors();
     test_parallel();
+    test_linear();
+    test_linear_parallel();
     test_threads();
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures != 0;

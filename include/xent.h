@@ -292,6 +292,89 @@ XentStatus xent_soft_forward_backward(const float *logits,
                                       float *grad_logits,
                                       size_t grad_row_stride);
 
+/*
+ Bytes of the workspace xent_linear_forward / xent_linear_forward_backward
+ allocate when given none: one chunk of rows (logits of up to 32 MiB,
+ 32 to 1024 rows) plus alignment slack. It depends on `dim` and `classes`
+ and stops growing with `rows` at one chunk. 0 if `dim` or `classes` is 0
+ or the size overflows. `options` may be NULL (it does not change the size).
+ */
+size_t xent_linear_workspace_size(size_t rows,
+                                  size_t dim,
+                                  size_t classes,
+                                  const struct XentOptions *options);
+
+/*
+ Loss of `logits = hidden * weight^T + bias` against `labels`, computed a
+ chunk of rows at a time: the rows x classes logits never exist whole.
+
+ `hidden` is rows x dim (row i at `hidden + i * hidden_row_stride`);
+ `weight` is classes x dim (the nn.Linear layout), `bias` has `classes`
+ values or is NULL. Outputs and options mean what they mean for
+ xent_forward on those logits. `workspace` (`workspace_size` bytes, any
+ alignment) is scratch the call may overwrite; the largest chunk of rows
+ that fits is used, and a buffer too small for one row is
+ XENT_STATUS_INVALID_ARGUMENT. NULL: the call allocates
+ xent_linear_workspace_size() bytes itself. No buffer may overlap an
+ output or the workspace. On failure nothing is written.
+
+ The products are the matrixmultiply crate's; each allocates a packing
+ buffer of at most about 1.2 MiB on the heap, outside xent's control (its
+ failure aborts, as Rust's allocator does; xent's own allocations report
+ XENT_STATUS_ALLOCATION_FAILED). It starts no threads of its own.
+
+ # Safety
+ Every non-NULL pointer must be valid for the extent its sizes describe.
+ */
+XentStatus xent_linear_forward(const float *hidden,
+                               size_t rows,
+                               size_t dim,
+                               size_t hidden_row_stride,
+                               const float *weight,
+                               size_t classes,
+                               size_t weight_row_stride,
+                               const float *bias,
+                               const int32_t *labels,
+                               const struct XentOptions *options,
+                               float *loss,
+                               float *lse,
+                               int32_t *argmax,
+                               void *workspace,
+                               size_t workspace_size);
+
+/*
+ As xent_linear_forward, and the gradients of the reduced loss (for NONE,
+ of the sum of row losses): `grad_hidden` (rows x dim), `grad_weight`
+ (classes x dim) and `grad_bias` (classes). They are written, not
+ accumulated; each may be NULL to skip it and its work. Rows whose label
+ is ignore_index cost no matrix product (unless `lse` or `argmax` is
+ asked for, which needs their logits) and get a zero `grad_hidden` row.
+ Results are identical for every thread count and pool.
+
+ # Safety
+ Every non-NULL pointer must be valid for the extent its sizes describe.
+ */
+XentStatus xent_linear_forward_backward(const float *hidden,
+                                        size_t rows,
+                                        size_t dim,
+                                        size_t hidden_row_stride,
+                                        const float *weight,
+                                        size_t classes,
+                                        size_t weight_row_stride,
+                                        const float *bias,
+                                        const int32_t *labels,
+                                        const struct XentOptions *options,
+                                        float *loss,
+                                        float *lse,
+                                        int32_t *argmax,
+                                        float *grad_hidden,
+                                        size_t grad_hidden_row_stride,
+                                        float *grad_weight,
+                                        size_t grad_weight_row_stride,
+                                        float *grad_bias,
+                                        void *workspace,
+                                        size_t workspace_size);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

@@ -40,7 +40,7 @@ pub(crate) fn default_options() -> XentOptions {
 ///
 /// # Safety
 /// `p` is NULL or points to at least `struct_size` readable bytes.
-unsafe fn read_options(p: *const XentOptions) -> Result<XentOptions> {
+pub(super) unsafe fn read_options(p: *const XentOptions) -> Result<XentOptions> {
     let mut o = default_options();
     if p.is_null() {
         return Ok(o);
@@ -83,7 +83,7 @@ unsafe fn read_options(p: *const XentOptions) -> Result<XentOptions> {
     Ok(o)
 }
 
-fn reduction(r: XentReduction) -> Result<Reduction> {
+pub(super) fn reduction(r: XentReduction) -> Result<Reduction> {
     match r {
         XENT_REDUCTION_MEAN => Ok(Reduction::Mean),
         XENT_REDUCTION_SUM => Ok(Reduction::Sum),
@@ -94,7 +94,7 @@ fn reduction(r: XentReduction) -> Result<Reduction> {
 
 /// A checked buffer: non-NULL (unless empty), aligned, not wrapping.
 #[derive(Clone, Copy)]
-struct Region<T> {
+pub(super) struct Region<T> {
     ptr: *mut T,
     len: usize,
 }
@@ -103,7 +103,7 @@ impl<T> Region<T> {
     /// # Safety
     /// The region must be readable for `len` elements and not written by
     /// anyone while the slice lives.
-    unsafe fn slice<'a>(self) -> &'a [T] {
+    pub(super) unsafe fn slice<'a>(self) -> &'a [T] {
         if self.len == 0 {
             return &[];
         }
@@ -114,7 +114,7 @@ impl<T> Region<T> {
 
     /// # Safety
     /// As `slice`, and no other live reference may overlap it.
-    unsafe fn slice_mut<'a>(self) -> &'a mut [T] {
+    pub(super) unsafe fn slice_mut<'a>(self) -> &'a mut [T] {
         if self.len == 0 {
             return &mut [];
         }
@@ -124,14 +124,16 @@ impl<T> Region<T> {
 }
 
 /// All buffers of a call, for the overlap check.
-struct Regions {
-    list: [(&'static str, usize, usize, bool); 10],
+pub(super) struct Regions {
+    list: [(&'static str, usize, usize, bool); 16],
     n: usize,
+    /// What overlap the call allows, for the error message.
+    allowed: &'static str,
 }
 
 impl Regions {
-    fn new() -> Self {
-        Regions { list: [("", 0, 0, false); 10], n: 0 }
+    pub(super) fn new(allowed: &'static str) -> Self {
+        Regions { list: [("", 0, 0, false); 16], n: 0, allowed }
     }
 
     fn add<T>(&mut self, name: &'static str, p: *const T, len: usize, output: bool) -> Result<Region<T>> {
@@ -157,31 +159,31 @@ impl Regions {
         Ok(r)
     }
 
-    fn input<T>(&mut self, name: &'static str, p: *const T, len: usize) -> Result<Region<T>> {
+    pub(super) fn input<T>(&mut self, name: &'static str, p: *const T, len: usize) -> Result<Region<T>> {
         self.add(name, p, len, false)
     }
 
-    fn output<T>(&mut self, name: &'static str, p: *mut T, len: usize) -> Result<Region<T>> {
+    pub(super) fn output<T>(&mut self, name: &'static str, p: *mut T, len: usize) -> Result<Region<T>> {
         self.add(name, p, len, true)
     }
 
     /// An optional buffer: NULL means absent.
-    fn optional<T>(&mut self, name: &'static str, p: *const T, len: usize, output: bool) -> Result<Option<Region<T>>> {
+    pub(super) fn optional<T>(
+        &mut self,
+        name: &'static str,
+        p: *const T,
+        len: usize,
+        output: bool,
+    ) -> Result<Option<Region<T>>> {
         if p.is_null() { Ok(None) } else { self.add(name, p, len, output).map(Some) }
     }
 
-    fn check(&self) -> Result<()> {
+    pub(super) fn check(&self) -> Result<()> {
         let l = &self.list[..self.n];
         for (i, a) in l.iter().enumerate() {
             for b in &l[i + 1..] {
                 if (a.3 || b.3) && a.1 < b.2 && b.1 < a.2 {
-                    return fail(
-                        ErrorKind::InvalidArgument,
-                        format!(
-                            "{} overlaps {} (only grad_logits == logits with the same stride is allowed)",
-                            b.0, a.0
-                        ),
-                    );
+                    return fail(ErrorKind::InvalidArgument, format!("{} overlaps {} ({})", b.0, a.0, self.allowed));
                 }
             }
         }
@@ -189,8 +191,28 @@ impl Regions {
     }
 }
 
+/// The safe core's options from the caller's, with the checked reduction,
+/// class weights and pool.
+pub(super) fn safe_options<'a>(
+    o: &XentOptions,
+    reduction: Reduction,
+    class_weights: Option<&'a [f32]>,
+    pool: Option<&'a CPool>,
+) -> Options<'a> {
+    Options {
+        reduction,
+        ignore_index: o.ignore_index,
+        class_weights,
+        label_smoothing: o.label_smoothing,
+        z_loss_scale: o.z_loss_scale,
+        logit_softcap: o.logit_softcap,
+        num_threads: o.num_threads,
+        parallel_for: pool.map(|p| p as &dyn ParallelFor),
+    }
+}
+
 /// The caller's `parallel_for` as a [`ParallelFor`].
-struct CPool {
+pub(super) struct CPool {
     f: unsafe extern "C" fn(*mut c_void, usize, XentTaskFn, *mut c_void),
     ctx: *mut c_void,
 }
@@ -214,6 +236,13 @@ unsafe extern "C" fn trampoline(ctx: *mut c_void, index: usize) {
     let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (data.task)(index))).is_ok();
     if !ok {
         data.panicked.store(true, Ordering::Relaxed);
+    }
+}
+
+impl CPool {
+    /// The pool of `o`, if it names one.
+    pub(super) fn of(o: &XentOptions) -> Option<CPool> {
+        o.parallel_for.map(|f| CPool { f, ctx: o.parallel_ctx })
     }
 }
 
@@ -333,7 +362,7 @@ impl Call {
             RawTargets::Labels(_) => rows,
         };
 
-        let mut r = Regions::new();
+        let mut r = Regions::new("only grad_logits == logits with the same stride is allowed");
         let logits = if in_place && self.grad_stride == self.row_stride {
             None
         } else {
@@ -370,17 +399,8 @@ impl Call {
         // shared and exclusive slices below never alias. Validity of the
         // memory itself is the caller's contract.
         unsafe {
-            let pool = o.parallel_for.map(|f| CPool { f, ctx: o.parallel_ctx });
-            let options = Options {
-                reduction: red,
-                ignore_index: o.ignore_index,
-                class_weights: weights.map(|w| w.slice()),
-                label_smoothing: o.label_smoothing,
-                z_loss_scale: o.z_loss_scale,
-                logit_softcap: o.logit_softcap,
-                num_threads: o.num_threads,
-                parallel_for: pool.as_ref().map(|p| p as &dyn ParallelFor),
-            };
+            let pool = CPool::of(&o);
+            let options = safe_options(&o, red, weights.map(|w| w.slice()), pool.as_ref());
             let targets = match (labels, probs, self.targets) {
                 (Some(l), _, _) => Targets::Labels(l.slice()),
                 (_, Some(t), RawTargets::Probs(_, stride)) => {

@@ -2,11 +2,13 @@
 //! to slices and calls the safe core inside a panic guard. No math here.
 
 mod args;
+mod linear;
 mod status;
 
-use core::ffi::c_char;
+use core::ffi::{c_char, c_void};
 
 use args::{Call, Kind, RawTargets};
+use linear::{GradPtrs, LinearCall};
 pub use status::*;
 
 /// The default options: MEAN, ignore_index -100, no weights, no smoothing,
@@ -226,4 +228,141 @@ pub unsafe extern "C" fn xent_soft_forward_backward(
     .gradient(grad_logits, grad_row_stride);
     // SAFETY: the caller's pointer contract, forwarded.
     unsafe { call.status() }
+}
+
+/// Bytes of the workspace xent_linear_forward / xent_linear_forward_backward
+/// allocate when given none: one chunk of rows (logits of up to 32 MiB,
+/// 32 to 1024 rows) plus alignment slack. It depends on `dim` and `classes`
+/// and stops growing with `rows` at one chunk. 0 if `dim` or `classes` is 0
+/// or the size overflows. `options` may be NULL (it does not change the size).
+#[unsafe(no_mangle)]
+pub extern "C" fn xent_linear_workspace_size(
+    rows: usize,
+    dim: usize,
+    classes: usize,
+    options: *const XentOptions,
+) -> usize {
+    let _ = options;
+    linear::workspace_size(rows, dim, classes)
+}
+
+/// Loss of `logits = hidden * weight^T + bias` against `labels`, computed a
+/// chunk of rows at a time: the rows x classes logits never exist whole.
+///
+/// `hidden` is rows x dim (row i at `hidden + i * hidden_row_stride`);
+/// `weight` is classes x dim (the nn.Linear layout), `bias` has `classes`
+/// values or is NULL. Outputs and options mean what they mean for
+/// xent_forward on those logits. `workspace` (`workspace_size` bytes, any
+/// alignment) is scratch the call may overwrite; the largest chunk of rows
+/// that fits is used, and a buffer too small for one row is
+/// XENT_STATUS_INVALID_ARGUMENT. NULL: the call allocates
+/// xent_linear_workspace_size() bytes itself. No buffer may overlap an
+/// output or the workspace. On failure nothing is written.
+///
+/// The products are the matrixmultiply crate's; each allocates a packing
+/// buffer of at most about 1.2 MiB on the heap, outside xent's control (its
+/// failure aborts, as Rust's allocator does; xent's own allocations report
+/// XENT_STATUS_ALLOCATION_FAILED). It starts no threads of its own.
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the extent its sizes describe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_linear_forward(
+    hidden: *const f32,
+    rows: usize,
+    dim: usize,
+    hidden_row_stride: usize,
+    weight: *const f32,
+    classes: usize,
+    weight_row_stride: usize,
+    bias: *const f32,
+    labels: *const i32,
+    options: *const XentOptions,
+    loss: *mut f32,
+    lse: *mut f32,
+    argmax: *mut i32,
+    workspace: *mut c_void,
+    workspace_size: usize,
+) -> XentStatus {
+    let call = LinearCall {
+        hidden,
+        rows,
+        dim,
+        hidden_stride: hidden_row_stride,
+        weight,
+        classes,
+        weight_stride: weight_row_stride,
+        bias,
+        labels,
+        options,
+        loss,
+        lse,
+        argmax,
+        grads: None,
+        workspace,
+        workspace_size,
+    };
+    // SAFETY: the caller's pointer contract, forwarded.
+    guard(|| unsafe { call.run() })
+}
+
+/// As xent_linear_forward, and the gradients of the reduced loss (for NONE,
+/// of the sum of row losses): `grad_hidden` (rows x dim), `grad_weight`
+/// (classes x dim) and `grad_bias` (classes). They are written, not
+/// accumulated; each may be NULL to skip it and its work. Rows whose label
+/// is ignore_index cost no matrix product (unless `lse` or `argmax` is
+/// asked for, which needs their logits) and get a zero `grad_hidden` row.
+/// Results are identical for every thread count and pool.
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the extent its sizes describe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_linear_forward_backward(
+    hidden: *const f32,
+    rows: usize,
+    dim: usize,
+    hidden_row_stride: usize,
+    weight: *const f32,
+    classes: usize,
+    weight_row_stride: usize,
+    bias: *const f32,
+    labels: *const i32,
+    options: *const XentOptions,
+    loss: *mut f32,
+    lse: *mut f32,
+    argmax: *mut i32,
+    grad_hidden: *mut f32,
+    grad_hidden_row_stride: usize,
+    grad_weight: *mut f32,
+    grad_weight_row_stride: usize,
+    grad_bias: *mut f32,
+    workspace: *mut c_void,
+    workspace_size: usize,
+) -> XentStatus {
+    let call = LinearCall {
+        hidden,
+        rows,
+        dim,
+        hidden_stride: hidden_row_stride,
+        weight,
+        classes,
+        weight_stride: weight_row_stride,
+        bias,
+        labels,
+        options,
+        loss,
+        lse,
+        argmax,
+        grads: Some(GradPtrs {
+            hidden: grad_hidden,
+            hidden_stride: grad_hidden_row_stride,
+            weight: grad_weight,
+            weight_stride: grad_weight_row_stride,
+            bias: grad_bias,
+        }),
+        workspace,
+        workspace_size,
+    };
+    // SAFETY: the caller's pointer contract, forwarded.
+    guard(|| unsafe { call.run() })
 }
