@@ -12,11 +12,14 @@ all: build
 build:
 	cargo build --release
 
-# Build the library and header, compile the C example against the shared
-# library, and train on the bundled digits.
+# Build the library and header, compile the C examples against the shared
+# library, and train on the bundled digits: softmax regression on logits the
+# trainer computes, then a two-layer network whose head is the fused linear call.
 demo: build
 	$(CC) $(CFLAGS_C) examples/train_digits.c -L $(RELEASE) -lxent -lm -Wl,-rpath,$(CURDIR)/$(RELEASE) -o $(RELEASE)/train_digits
 	$(RELEASE)/train_digits examples/data/digits.csv
+	$(CC) $(CFLAGS_C) examples/train_digits_mlp.c -L $(RELEASE) -lxent -lm -Wl,-rpath,$(CURDIR)/$(RELEASE) -o $(RELEASE)/train_digits_mlp
+	$(RELEASE)/train_digits_mlp examples/data/digits.csv
 
 # Every test: the Rust suites (reference, golden, paths, threads, header,
 # C harness against the shared and static library), then the C harness under

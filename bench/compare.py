@@ -2,6 +2,7 @@
 """xent beside memcpy, the plain C loop, PyTorch and JAX/XLA, in one process.
 
     python3 bench/compare.py [--threads N] [--shapes 2048x32000,262144x10] [--reps 7]
+    python3 bench/compare.py --linear 4096x1024x32000 [--threads N] [--reps 3]
 
 Loads target/release/libxent.so (run `make build` first) through ctypes.
 Times the fused forward+backward (gradient into a separate buffer) and the
@@ -9,6 +10,11 @@ forward alone; prints medians, G logits/s and ratios, and checks that the
 losses agree. Needs numpy; PyTorch and JAX (with optax) are used when
 installed and skipped with a message otherwise. Everything runs on the same
 data, thread count and process, so the ratios are like for like.
+
+--linear ROWSxDIMxCLASSES compares the fused linear + cross-entropy call
+(xent_linear_forward_backward) with PyTorch's F.linear + F.cross_entropy +
+backward: median time and peak memory above the inputs and outputs, each
+measured in a child process of its own so the high-water marks are separate.
 """
 import argparse
 import ctypes
@@ -27,6 +33,8 @@ p.add_argument("--threads", type=int, default=1)
 p.add_argument("--shapes", default=SHAPES)
 p.add_argument("--reps", type=int, default=7)
 p.add_argument("--lib", default=os.environ.get("XENT_LIBRARY", os.path.join(ROOT, "target/release/libxent.so")))
+p.add_argument("--linear", help="ROWSxDIMxCLASSES: compare the fused linear call instead")
+p.add_argument("--linear-child", help=argparse.SUPPRESS)
 args = p.parse_args()
 
 # Thread counts must be fixed before the frameworks load.
@@ -92,6 +100,103 @@ def median_time(fn, reps):
             break
     return statistics.median(ts)
 
+
+def status_bytes(key):
+    """A /proc/self/status memory line (VmRSS, VmHWM) in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def linear_child(who, shape):
+    """Times one contender of --linear and prints its figures as JSON."""
+    import json
+
+    rows, dim, classes = (int(v) for v in shape.split("x"))
+    rng = np.random.default_rng(0)
+    h = rng.standard_normal((rows, dim), dtype=np.float32)
+    w = (rng.standard_normal((classes, dim), dtype=np.float32) / np.float32(np.sqrt(dim))).astype(np.float32)
+    b = (rng.standard_normal(classes, dtype=np.float32) * 0.1).astype(np.float32)
+    y = rng.integers(0, classes, rows, dtype=np.int32)
+    inputs = h.nbytes + w.nbytes + b.nbytes + y.nbytes
+    outputs = h.nbytes + w.nbytes + b.nbytes  # grad_hidden, grad_weight, grad_bias
+    if who == "xent":
+        gh, gw, gb = np.ones_like(h), np.ones_like(w), np.ones_like(b)  # allocated and touched
+        loss = np.zeros(1, np.float32)
+        z = ctypes.c_size_t
+        lib.xent_linear_forward_backward.argtypes = [P, z, z, z, P, z, z, P, P, P, P, P, P, P, z, P, z, P, P, z]
+
+        def run():
+            s = lib.xent_linear_forward_backward(ptr(h), rows, dim, dim, ptr(w), classes, dim, ptr(b), ptr(y),
+                                                 ctypes.byref(opts), ptr(loss), None, None, ptr(gh), dim, ptr(gw),
+                                                 dim, ptr(gb), None, 0)
+            assert s == 0, lib.xent_last_error()
+            return float(loss[0])
+
+        allocated_in_call = 0
+    else:
+        import torch
+        import torch.nn.functional as F
+
+        torch.set_num_threads(args.threads)
+        th, tw, tb = (torch.from_numpy(a).requires_grad_(True) for a in (h, w, b))
+        ty = torch.from_numpy(y.astype(np.int64))
+
+        def run():
+            th.grad = tw.grad = tb.grad = None
+            out = F.cross_entropy(F.linear(th, tw, tb), ty)
+            out.backward()
+            return float(out.detach())
+
+        allocated_in_call = outputs  # torch allocates the gradients during the call
+    # Forget the high-water mark of making the data; measure from here.
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    base = status_bytes("VmRSS")
+    t = median_time(run, args.reps)
+    extra = status_bytes("VmHWM") - base - allocated_in_call
+    print(json.dumps({"time": t, "extra": extra, "loss": run(), "inputs": inputs, "outputs": outputs}))
+
+
+def linear_compare(shape):
+    import json
+
+    rows, dim, classes = (int(v) for v in shape.split("x"))
+    print(f"# fused linear + cross-entropy, {shape} (rows x dim x classes), {args.threads} thread(s); "
+          f"logits would be {rows * classes * 4 / 2**20:.0f} MiB")
+    print("# peak = resident memory above inputs + outputs at the high-water mark (VmHWM), own process each")
+    print("| contender | time ms | GFLOP/s | peak MiB | loss |")
+    print("|---|---|---|---|---|")
+    flops = 6.0 * rows * dim * classes  # three products of 2·rows·dim·classes
+    losses = {}
+    for who in ("xent", "torch"):
+        cmd = [sys.executable, os.path.abspath(__file__), "--linear-child", who, "--linear", shape,
+               "--threads", str(args.threads), "--reps", str(args.reps), "--lib", args.lib]
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        if r.returncode != 0:
+            why = "not installed" if "No module named" in r.stderr else r.stderr.strip().splitlines()[-1:]
+            print(f"| {who} | skipped: {why} | | | |")
+            continue
+        d = json.loads(r.stdout.strip().splitlines()[-1])
+        losses[who] = d["loss"]
+        print(f"| {who} | {d['time']*1e3:.0f} | {flops/d['time']/1e9:.1f} | {d['extra']/2**20:.1f} | {d['loss']:.6f} |",
+              flush=True)
+    if len(losses) == 2:
+        a, b = losses["xent"], losses["torch"]
+        assert abs(a - b) <= 1e-4 * abs(b), losses
+
+
+if args.linear_child:
+    linear_child(args.linear_child, args.linear)
+    sys.exit(0)
+if args.linear:
+    linear_compare(args.linear)
+    sys.exit(0)
 
 try:
     import torch

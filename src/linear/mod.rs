@@ -9,8 +9,8 @@
 //! have a zero gradient, so they take part in no product unless their `lse`
 //! or `argmax` is asked for (then only in the first one).
 //!
-//! Every product is split into fixed tiles (of classes, or of `dim`) that
-//! depend only on the shape, never on the number of threads, so results are
+//! Every product is split into tiles (of classes, or of `dim`) that depend
+//! only on the shape, never on the number of threads, so results are
 //! identical for any thread count.
 
 mod gemm;
@@ -48,8 +48,12 @@ pub struct LinearGrads<'a> {
     pub bias: Option<&'a mut [f32]>,
 }
 
-/// Classes per tile of the logits product and of `grad_weight`.
-const TILE_CLASSES: usize = 2048;
+/// Classes per tile of the logits product and of `grad_weight`: about an
+/// eighth of the classes (so two threads have work even with 1000 classes),
+/// a multiple of 256, at most 2048.
+fn tile_classes(classes: usize) -> usize {
+    (classes.div_ceil(8).div_ceil(256) * 256).clamp(256, 2048)
+}
 /// Columns of `grad_hidden` per tile.
 const TILE_DIM: usize = 256;
 /// Workspace rows start on 64-byte boundaries.
@@ -219,6 +223,7 @@ struct GradTasks<'a> {
     weight: Option<Tiles<'a>>,
     bias: Option<core::slice::ChunksMut<'a, f32>>,
     classes: usize,
+    tile: usize,
     next_class: usize,
 }
 
@@ -232,7 +237,7 @@ impl<'a> Iterator for GradTasks<'a> {
         if self.next_class >= self.classes || (self.weight.is_none() && self.bias.is_none()) {
             return None;
         }
-        let r = self.next_class..(self.next_class + TILE_CLASSES).min(self.classes);
+        let r = self.next_class..(self.next_class + self.tile).min(self.classes);
         self.next_class = r.end;
         let w = self.weight.as_mut().and_then(Iterator::next).map(|(_, t)| t);
         let b = self.bias.as_mut().and_then(Iterator::next);
@@ -244,7 +249,7 @@ impl<'a> Iterator for GradTasks<'a> {
         let c = if self.weight.is_none() && self.bias.is_none() {
             0
         } else {
-            (self.classes - self.next_class).div_ceil(TILE_CLASSES)
+            (self.classes - self.next_class).div_ceil(self.tile)
         };
         (h + c, Some(h + c))
     }
@@ -347,6 +352,7 @@ fn run(
     let mut sums = (0.0f64, 0.0f64);
     let mut done = 0;
     let mut first_grad = true;
+    let tile = tile_classes(classes);
     while done < total {
         let n = chunk.min(total - done);
         let n_kept = kept.saturating_sub(done).min(n);
@@ -374,9 +380,8 @@ fn run(
 
         // The chunk's logits, a tile of classes per task.
         let logits = ViewMut::new(work.logits, n, classes, need.logits_stride);
-        let exec =
-            Exec::for_tasks(options, classes.div_ceil(TILE_CLASSES), n.saturating_mul(dim).saturating_mul(classes));
-        parallel::run(exec, logits.col_tiles(TILE_CLASSES), |(r, mut c)| {
+        let exec = Exec::for_tasks(options, classes.div_ceil(tile), n.saturating_mul(dim).saturating_mul(classes));
+        parallel::run(exec, logits.col_tiles(tile), |(r, mut c)| {
             let beta = match lin.bias {
                 Some(b) => {
                     c.fill_rows(&b[r.clone()]);
@@ -423,9 +428,10 @@ fn run(
             let gw = grads.weight.as_mut().map(|m| ViewMut::new(m.data, classes, dim, m.stride));
             let tasks = GradTasks {
                 hidden: gh.map(|v| v.col_tiles(TILE_DIM)),
-                weight: gw.map(|v| v.row_tiles(TILE_CLASSES)),
-                bias: grads.bias.as_deref_mut().map(|b| b[..classes].chunks_mut(TILE_CLASSES)),
+                weight: gw.map(|v| v.row_tiles(tile)),
+                bias: grads.bias.as_deref_mut().map(|b| b[..classes].chunks_mut(tile)),
                 classes,
+                tile,
                 next_class: 0,
             };
             let beta = if first_grad { 0.0 } else { 1.0 };
