@@ -231,9 +231,10 @@ pub unsafe extern "C" fn xent_soft_forward_backward(
 }
 
 /// Bytes of the workspace xent_linear_forward / xent_linear_forward_backward
-/// allocate when given none: one chunk of rows (logits of up to 32 MiB,
-/// 32 to 1024 rows) plus alignment slack. It depends on `dim` and `classes`
-/// and stops growing with `rows` at one chunk. 0 if `dim` or `classes` is 0
+/// allocate when given none: one chunk of rows (as many as about 40 MiB of
+/// logits hold, at least 32 and at most 1024, and at most `rows`) plus
+/// alignment slack. It depends on `dim` and `classes` and stops growing with
+/// `rows` at one chunk. 0 if `dim` or `classes` is 0
 /// or the size overflows. `options` may be NULL (it does not change the size).
 #[unsafe(no_mangle)]
 pub extern "C" fn xent_linear_workspace_size(

@@ -48,6 +48,11 @@ impl<'a> View<'a> {
         View { ptr: data.as_ptr(), rows, cols, rs: stride, cs: 1, _data: PhantomData }
     }
 
+    /// Number of rows.
+    pub(super) fn n_rows(&self) -> usize {
+        self.rows
+    }
+
     /// The transpose (no data moves).
     pub(super) fn t(self) -> Self {
         View { rows: self.cols, cols: self.rows, rs: self.cs, cs: self.rs, ..self }
@@ -65,6 +70,17 @@ impl<'a> View<'a> {
     /// The columns in `c`.
     pub(super) fn cols(self, c: Range<usize>) -> Self {
         self.t().rows(c).t()
+    }
+
+    /// Row `i` as a slice (a view made by [`View::new`], not transposed).
+    pub(super) fn row(&self, i: usize) -> &'a [f32] {
+        assert!(i < self.rows && self.cs == 1, "row {i} of {} (column stride {})", self.rows, self.cs);
+        if self.cols == 0 {
+            return &[];
+        }
+        // SAFETY: row i's cols consecutive elements are inside the borrowed
+        // extent, and the view is a shared borrow.
+        unsafe { core::slice::from_raw_parts(self.ptr.add(i * self.rs), self.cols) }
     }
 }
 

@@ -54,12 +54,18 @@ pub struct LinearGrads<'a> {
 fn tile_classes(classes: usize) -> usize {
     (classes.div_ceil(8).div_ceil(256) * 256).clamp(256, 2048)
 }
-/// Columns of `grad_hidden` per tile.
-const TILE_DIM: usize = 256;
+
+/// Columns of `grad_hidden` per tile. Each tile packs the chunk's whole
+/// gradient again, so tiles are wide: for dim ≤ 512 one task, which the
+/// `grad_weight` tiles of the same phase balance.
+const TILE_DIM: usize = 512;
 /// Workspace rows start on 64-byte boundaries.
 const ALIGN: usize = 16;
-/// Logits a default chunk holds (32 MiB), and bounds on its rows.
-const DEFAULT_CHUNK_LOGITS: usize = 8 << 20;
+/// Logits a default chunk holds (40 MiB), and bounds on its rows. Every
+/// chunk packs the whole weight twice for matrixmultiply, so fewer, larger
+/// chunks are faster; 40 MiB keeps a call within 64 MiB of its inputs and
+/// outputs.
+const DEFAULT_CHUNK_LOGITS: usize = 10 << 20;
 const MIN_CHUNK: usize = 32;
 const MAX_CHUNK: usize = 1024;
 
@@ -257,6 +263,116 @@ impl<'a> Iterator for GradTasks<'a> {
 
 impl ExactSizeIterator for GradTasks<'_> {}
 
+/// The workspace a call runs in and the rows of its chunks: the caller's,
+/// or the default one allocated into `owned` when some row needs it.
+fn take_workspace<'w>(
+    given: Option<&'w mut [f32]>,
+    owned: &'w mut Vec<f32>,
+    needed: bool,
+    (rows, dim, classes): (usize, usize, usize),
+    per_row: usize,
+) -> Result<(&'w mut [f32], usize)> {
+    let is_given = given.is_some();
+    let ws: &mut [f32] = match given {
+        Some(w) => w,
+        None if !needed => &mut [],
+        None => {
+            let len = workspace_len(rows, dim, classes)
+                .ok_or_else(|| Error::new(ErrorKind::SizeOverflow, "the default workspace size overflows"))?;
+            owned.try_reserve_exact(len).map_err(|_| {
+                Error::new(ErrorKind::AllocationFailed, format!("cannot allocate a workspace of {} bytes", len * 4))
+            })?;
+            owned.resize(len, 0.0f32);
+            owned
+        }
+    };
+    let skip = ws.as_ptr().align_offset(ALIGN * 4).min(ws.len());
+    let ws = &mut ws[skip..];
+    let chunk = ws.len() / per_row;
+    // A caller's workspace is checked even when no row needs it, so its
+    // validity does not depend on the labels.
+    if chunk == 0 && (is_given || needed) {
+        return err(
+            ErrorKind::InvalidArgument,
+            format!(
+                "workspace of {} bytes is too small: one row of {dim} x {classes} needs {} bytes",
+                (skip + ws.len()) * 4,
+                (per_row + ALIGN - 1) * 4
+            ),
+        );
+    }
+    Ok((ws, chunk))
+}
+
+/// What every chunk's products share.
+struct Head<'a, 'o> {
+    weight: View<'a>,
+    bias: Option<&'a [f32]>,
+    classes: usize,
+    dim: usize,
+    /// Classes per tile.
+    tile: usize,
+    options: &'o Options<'o>,
+}
+
+impl Head<'_, '_> {
+    /// `logits ← h · weightᵀ + bias`, a tile of classes per task.
+    fn logits(&self, h: View<'_>, logits: ViewMut<'_>) -> Result<()> {
+        let work = h.n_rows().saturating_mul(self.dim).saturating_mul(self.classes);
+        let exec = Exec::for_tasks(self.options, self.classes.div_ceil(self.tile), work);
+        parallel::run(exec, logits.col_tiles(self.tile), |(r, mut c)| {
+            let beta = match self.bias {
+                Some(b) => {
+                    c.fill_rows(&b[r.clone()]);
+                    1.0
+                }
+                None => 0.0,
+            };
+            gemm(h, self.weight.rows(r).t(), beta, &mut c);
+            (0.0, 0.0)
+        })
+        .map(|_| ())
+    }
+
+    /// From the logits' gradient `g` of the rows of `h`: `grad_hidden ←
+    /// g · weight` in tiles of dims, and per tile of classes `grad_weight ←
+    /// gᵀ · h + beta · grad_weight` and `grad_bias += Σ rows of g`.
+    fn grads(
+        &self,
+        g: View<'_>,
+        h: View<'_>,
+        (gh, gw, gb): (Option<ViewMut<'_>>, Option<ViewMut<'_>>, Option<&mut [f32]>),
+        beta: f32,
+    ) -> Result<()> {
+        let tasks = GradTasks {
+            hidden: gh.map(|v| v.col_tiles(TILE_DIM)),
+            weight: gw.map(|v| v.row_tiles(self.tile)),
+            bias: gb.map(|b| b[..self.classes].chunks_mut(self.tile)),
+            classes: self.classes,
+            tile: self.tile,
+            next_class: 0,
+        };
+        let work = h.n_rows().saturating_mul(self.dim).saturating_mul(self.classes);
+        parallel::run(Exec::for_tasks(self.options, tasks.len(), work), tasks, |task| {
+            match task {
+                GradTask::Hidden(r, mut c) => gemm(g, self.weight.cols(r), 0.0, &mut c),
+                GradTask::Weight(r, w, b) => {
+                    if let Some(mut w) = w {
+                        gemm(g.cols(r.clone()).t(), h, beta, &mut w);
+                    }
+                    if let Some(b) = b {
+                        for k in 0..h.n_rows() {
+                            b.iter_mut().zip(&g.row(k)[r.clone()]).for_each(|(s, &x)| *s += x);
+                        }
+                    }
+                }
+            }
+            (0.0, 0.0)
+        })
+        .map(|_| ())
+    }
+}
+
 /// The loss (and optionally per-row `lse` and `argmax`) of `hidden ·
 /// weightᵀ + bias` against `labels`, without holding the logits.
 /// `workspace` is the caller's scratch (`None`: one is allocated for the
@@ -308,36 +424,8 @@ fn run(
     let with_ignored = out.lse.is_some() || out.argmax.is_some();
     let total = if with_ignored { rows } else { kept };
 
-    // The workspace: the caller's, or one allocated for this call.
     let mut owned = Vec::new();
-    let given = workspace.is_some();
-    let ws: &mut [f32] = match workspace {
-        Some(w) => w,
-        None if total == 0 => &mut [],
-        None => {
-            let len = workspace_len(rows, dim, classes).ok_or_else(overflow)?;
-            owned.try_reserve_exact(len).map_err(|_| {
-                Error::new(ErrorKind::AllocationFailed, format!("cannot allocate a workspace of {} bytes", len * 4))
-            })?;
-            owned.resize(len, 0.0f32);
-            &mut owned
-        }
-    };
-    let skip = ws.as_ptr().align_offset(ALIGN * 4).min(ws.len());
-    let ws = &mut ws[skip..];
-    let chunk = ws.len() / per_row;
-    // A caller's workspace is checked even when no row needs it, so its
-    // validity does not depend on the labels.
-    if chunk == 0 && (given || total > 0) {
-        return err(
-            ErrorKind::InvalidArgument,
-            format!(
-                "workspace of {} bytes is too small: one row of {dim} x {classes} needs {} bytes",
-                (skip + ws.len()) * 4,
-                (per_row + ALIGN - 1) * 4
-            ),
-        );
-    }
+    let (ws, chunk) = take_workspace(workspace, &mut owned, total > 0, (rows, dim, classes), per_row)?;
 
     // Everything is valid from here on; outputs are written.
     let ForwardOut { loss, lse: mut lse_out, argmax: mut argmax_out } = out;
@@ -352,7 +440,7 @@ fn run(
     let mut sums = (0.0f64, 0.0f64);
     let mut done = 0;
     let mut first_grad = true;
-    let tile = tile_classes(classes);
+    let head = Head { weight, bias: lin.bias, classes, dim, tile: tile_classes(classes), options };
     while done < total {
         let n = chunk.min(total - done);
         let n_kept = kept.saturating_sub(done).min(n);
@@ -378,20 +466,7 @@ fn run(
             View::new(work.hidden, n, dim, need.dim_stride)
         };
 
-        // The chunk's logits, a tile of classes per task.
-        let logits = ViewMut::new(work.logits, n, classes, need.logits_stride);
-        let exec = Exec::for_tasks(options, classes.div_ceil(tile), n.saturating_mul(dim).saturating_mul(classes));
-        parallel::run(exec, logits.col_tiles(tile), |(r, mut c)| {
-            let beta = match lin.bias {
-                Some(b) => {
-                    c.fill_rows(&b[r.clone()]);
-                    1.0
-                }
-                None => 0.0,
-            };
-            gemm(h, weight.rows(r).t(), beta, &mut c);
-            (0.0, 0.0)
-        })?;
+        head.logits(h, ViewMut::new(work.logits, n, classes, need.logits_stride))?;
 
         // Per-row outputs, and the logits' gradient in place.
         let row_outs = RowOuts {
@@ -414,8 +489,7 @@ fn run(
         }
 
         if fused && n_kept > 0 {
-            let grad: &[f32] = work.logits;
-            let g = View::new(grad, n_kept, classes, need.logits_stride);
+            let g = View::new(work.logits, n_kept, classes, need.logits_stride);
             let h = h.rows(0..n_kept);
             // grad_hidden goes straight to its rows when they are contiguous.
             let gh = grads.hidden.as_mut().map(|m| {
@@ -426,33 +500,8 @@ fn run(
                 }
             });
             let gw = grads.weight.as_mut().map(|m| ViewMut::new(m.data, classes, dim, m.stride));
-            let tasks = GradTasks {
-                hidden: gh.map(|v| v.col_tiles(TILE_DIM)),
-                weight: gw.map(|v| v.row_tiles(tile)),
-                bias: grads.bias.as_deref_mut().map(|b| b[..classes].chunks_mut(tile)),
-                classes,
-                tile,
-                next_class: 0,
-            };
             let beta = if first_grad { 0.0 } else { 1.0 };
-            let work_size = n_kept.saturating_mul(dim).saturating_mul(classes);
-            parallel::run(Exec::for_tasks(options, tasks.len(), work_size), tasks, |task| {
-                match task {
-                    GradTask::Hidden(r, mut c) => gemm(g, weight.cols(r), 0.0, &mut c),
-                    GradTask::Weight(r, w, b) => {
-                        if let Some(mut w) = w {
-                            gemm(g.cols(r.clone()).t(), h, beta, &mut w);
-                        }
-                        if let Some(b) = b {
-                            for k in 0..n_kept {
-                                let row = &grad[k * need.logits_stride..][r.clone()];
-                                b.iter_mut().zip(row).for_each(|(s, &x)| *s += x);
-                            }
-                        }
-                    }
-                }
-                (0.0, 0.0)
-            })?;
+            head.grads(g, h, (gh, gw, grads.bias.as_deref_mut()), beta)?;
             if let (Some(m), false) = (grads.hidden.as_mut(), contiguous) {
                 for (k, i) in rows_of_chunk.take(n_kept).enumerate() {
                     m.data[i * m.stride..][..dim].copy_from_slice(&work.grad_hidden[k * need.dim_stride..][..dim]);
