@@ -5,7 +5,7 @@ RELEASE = target/release
 HARNESS = target/tmp/harness_shared
 SAN_HARNESS = target/tmp/harness_asan
 
-.PHONY: all build demo test test-rust test-valgrind test-asan lint bench bench-compare clean
+.PHONY: all build demo test test-rust test-valgrind test-asan lint bench bench-linear bench-compare clean
 
 all: build
 
@@ -48,8 +48,16 @@ lint:
 bench:
 	cargo bench --bench xent
 
+# The fused linear call: criterion beside the three plain products, the
+# alternated comparison, and the process's peak memory (issue 4's shape).
+bench-linear:
+	cargo bench --bench linear
+	cargo run --release --example linear_vs_gemms -- 4096 1024 32000 7
+	cargo run --release --example linear_peak_memory -- 4096 1024 32000 1
+
 bench-compare: build
 	python3 bench/compare.py
+	python3 bench/compare.py --linear 4096x1024x32000 --reps 3
 
 clean:
 	cargo clean

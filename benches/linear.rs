@@ -13,6 +13,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use xent::linear::*;
 use xent::loss::*;
 
+#[path = "common/plain_gemm.rs"]
+mod plain_gemm;
+use plain_gemm::{fill, three_products};
+
 fn shapes() -> Vec<(usize, usize, usize)> {
     let s = std::env::var("XENT_BENCH_LINEAR").unwrap_or_else(|_| "1024x1024x32000".into());
     s.split(',')
@@ -21,46 +25,6 @@ fn shapes() -> Vec<(usize, usize, usize)> {
             (v[0], v[1], v[2])
         })
         .collect()
-}
-
-fn fill(n: usize, seed: u32, scale: f32) -> Vec<f32> {
-    let mut x = seed | 1;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            ((x >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
-
-/// `c ← a·b` for row-major `a` (m×k, or its transpose when `ta`) and `b`
-/// (k×n, or transposed when `tb`).
-#[allow(clippy::too_many_arguments)]
-fn sgemm(m: usize, k: usize, n: usize, a: &[f32], ta: bool, b: &[f32], tb: bool, c: &mut [f32]) {
-    let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
-    let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
-    // SAFETY: the asserts above bound every access of the three products.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            rsa,
-            csa,
-            b.as_ptr(),
-            rsb,
-            csb,
-            0.0,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        )
-    }
 }
 
 fn bench(c: &mut Criterion) {
@@ -88,9 +52,7 @@ fn bench(c: &mut Criterion) {
         g.warm_up_time(Duration::from_secs(1));
         g.bench_function("three_gemms", |b| {
             b.iter(|| {
-                sgemm(rows, dim, classes, &hidden, false, &weight, true, &mut logits);
-                sgemm(rows, classes, dim, &logits, false, &weight, false, &mut gh);
-                sgemm(classes, rows, dim, &logits, true, &hidden, false, &mut gw);
+                three_products((rows, dim, classes), &hidden, &weight, &mut logits, &mut gh, &mut gw);
                 black_box(&gw);
             })
         });

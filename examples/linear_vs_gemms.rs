@@ -11,33 +11,9 @@ use std::time::Instant;
 use xent::linear::*;
 use xent::loss::*;
 
-/// `c ← a·b` for row-major `a` (m×k, or its transpose when `ta`) and `b`
-/// (k×n, or its transpose when `tb`).
-#[allow(clippy::too_many_arguments)]
-fn sgemm(m: usize, k: usize, n: usize, a: &[f32], ta: bool, b: &[f32], tb: bool, c: &mut [f32]) {
-    let (rsa, csa) = if ta { (1, m as isize) } else { (k as isize, 1) };
-    let (rsb, csb) = if tb { (1, k as isize) } else { (n as isize, 1) };
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n);
-    // SAFETY: the assert above bounds every access of the product.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            rsa,
-            csa,
-            b.as_ptr(),
-            rsb,
-            csb,
-            0.0,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        )
-    }
-}
+#[path = "../benches/common/plain_gemm.rs"]
+mod plain_gemm;
+use plain_gemm::{fill, three_products};
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -52,16 +28,8 @@ fn main() {
     };
     let rounds = a.get(3).copied().unwrap_or(5);
     let threads = a.get(4).copied().unwrap_or(1) as u32;
-    let mut x = 7u32;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        (x >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0
-    };
-    let hidden: Vec<f32> = (0..rows * dim).map(|_| next()).collect();
-    let scale = 1.0 / (dim as f32).sqrt();
-    let weight: Vec<f32> = (0..classes * dim).map(|_| next() * scale).collect();
+    let hidden = fill(rows * dim, 7, 1.0);
+    let weight = fill(classes * dim, 8, 1.0 / (dim as f32).sqrt());
     let labels: Vec<i32> = (0..rows).map(|i| ((i * 7919) % classes) as i32).collect();
     let mut logits = vec![0.0f32; rows * classes];
     let mut gh = vec![0.0f32; rows * dim];
@@ -78,9 +46,7 @@ fn main() {
     println!("{rows}x{dim}x{classes}, {threads} thread(s) for the fused call (the three products run on one)");
     for round in 0..=rounds {
         let t = Instant::now();
-        sgemm(rows, dim, classes, &hidden, false, &weight, true, &mut logits);
-        sgemm(rows, classes, dim, &logits, false, &weight, false, &mut gh);
-        sgemm(classes, rows, dim, &logits, true, &hidden, false, &mut gw);
+        three_products((rows, dim, classes), &hidden, &weight, &mut logits, &mut gh, &mut gw);
         let g = t.elapsed().as_secs_f64();
         let t = Instant::now();
         let mut loss = [0.0f32];
