@@ -7,6 +7,7 @@
 //! `avx512`). Because every path runs the same operations on the same lanes,
 //! they give identical bits.
 
+pub(crate) mod half;
 mod math;
 pub(crate) mod rows;
 mod scalar;
@@ -19,6 +20,7 @@ mod x86;
 use std::cell::Cell;
 use std::sync::OnceLock;
 
+pub use half::{Half, narrow_lanes, widen_lanes};
 pub(crate) use rows::{Coef, Grad, Io, Logit, Rows};
 pub(crate) use tile::{Tile, TileOut};
 

@@ -13,7 +13,9 @@ pub use types::*;
 use plan::{Mode, Plan};
 pub(crate) use plan::{check_len, check_matrix, check_shape};
 
-use crate::kernels::Rows;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::kernels::{self, Rows};
 use crate::parallel::{self, Exec};
 
 /// A block of consecutive rows and the slices of every buffer it touches.
@@ -58,9 +60,79 @@ fn split_out<'a>(plan: &Plan<'_>, out: ForwardOut<'a>) -> (RowOuts<'a>, Option<&
     (RowOuts { loss: per_row, lse: out.lse, argmax: out.argmax }, total)
 }
 
-/// Runs the rows of `plan` and returns the sums of their (cross-entropy,
+/// Runs one block of float32 rows and returns its (cross-entropy, z-loss)
+/// sums; per-row outputs are written in row order (the order of the sums).
+fn block_work(plan: &Plan<'_>, layout: &Layout, want_argmax: bool, mut b: Block<'_>) -> (f64, f64) {
+    let cols = plan.cols;
+    let mut acc = (0.0f64, 0.0f64);
+    // Per-row outputs, written in row order (the order of `acc`'s sum).
+    let mut emit = |k: usize, r: &row::RowOut| {
+        acc = (acc.0 + r.ce, acc.1 + r.z);
+        if let Some(l) = b.loss.as_deref_mut() {
+            l[k] = canonical(r.ce + r.z);
+        }
+        if let Some(l) = b.lse.as_deref_mut() {
+            l[k] = r.lse;
+        }
+        if let Some(a) = b.argmax.as_deref_mut() {
+            a[k] = r.argmax;
+        }
+    };
+    let (ss, ds) = (layout.src_stride, layout.dst_stride);
+    if plan.short_path() {
+        let mut out = [row::RowOut::default(); short::BATCH];
+        for k0 in (0..b.rows).step_by(short::BATCH) {
+            let n = short::BATCH.min(b.rows - k0);
+            let batch = short::Batch {
+                first: b.first + k0,
+                rows: Rows {
+                    src: b.src.map(|s| &s[k0 * ss..]),
+                    src_stride: ss,
+                    dst: b.dst.as_deref_mut().map(|d| &mut d[k0 * ds..]),
+                    dst_stride: ds,
+                    rows: n,
+                    cols,
+                },
+            };
+            plan.short_batch(batch, want_argmax, &mut out);
+            for (k, r) in out[..n].iter().enumerate() {
+                emit(k0 + k, r);
+            }
+        }
+        return acc;
+    }
+    for k in 0..b.rows {
+        let i = b.first + k;
+        let src = b.src.map(|s| &s[k * ss..k * ss + cols]);
+        // The next row of this block, to prefetch while this one computes.
+        let has_next = k + 1 < b.rows;
+        let next_src = b.src.filter(|_| has_next).map(|s| &s[(k + 1) * ss..(k + 1) * ss + cols]);
+        let (dst, next_dst) = match b.dst.as_deref_mut() {
+            Some(d) => {
+                let (head, tail) = d.split_at_mut((k * ds + cols).min(d.len()));
+                let next = if has_next { &tail[ds - cols..ds] } else { &[][..] };
+                (Some(&mut head[k * ds..]), next)
+            }
+            None => (None, &[][..]),
+        };
+        let next = next_src.unwrap_or(next_dst);
+        let r = match (plan.mode, dst) {
+            (Mode::Forward, _) => plan.forward_row(i, src.expect("forward reads logits"), next, want_argmax),
+            (Mode::Fused, Some(d)) => plan.fused_row(i, src, d, next, want_argmax),
+            (Mode::Backward, Some(d)) => {
+                plan.backward_row(i, src, d, next);
+                continue;
+            }
+            (_, None) => unreachable!("gradient modes have a destination"),
+        };
+        emit(k, &r);
+    }
+    acc
+}
+
+/// Runs float32 rows of `plan` and returns the sums of their (cross-entropy,
 /// z-loss) parts.
-fn run(
+fn run_f32(
     plan: &Plan<'_>,
     options: &Options<'_>,
     layout: Layout,
@@ -87,73 +159,115 @@ fn run(
         lse: lses.next().flatten(),
         argmax: argmaxes.next().flatten(),
     });
-    let work = |mut b: Block<'_>| {
-        let mut acc = (0.0f64, 0.0f64);
-        // Per-row outputs, written in row order (the order of `acc`'s sum).
-        let mut emit = |k: usize, r: &row::RowOut| {
-            acc = (acc.0 + r.ce, acc.1 + r.z);
-            if let Some(l) = b.loss.as_deref_mut() {
-                l[k] = canonical(r.ce + r.z);
-            }
-            if let Some(l) = b.lse.as_deref_mut() {
-                l[k] = r.lse;
-            }
-            if let Some(a) = b.argmax.as_deref_mut() {
-                a[k] = r.argmax;
-            }
-        };
-        let (ss, ds) = (layout.src_stride, layout.dst_stride);
-        if plan.short_path() {
-            let mut out = [row::RowOut::default(); short::BATCH];
-            for k0 in (0..b.rows).step_by(short::BATCH) {
-                let n = short::BATCH.min(b.rows - k0);
-                let batch = short::Batch {
-                    first: b.first + k0,
-                    rows: Rows {
-                        src: b.src.map(|s| &s[k0 * ss..]),
-                        src_stride: ss,
-                        dst: b.dst.as_deref_mut().map(|d| &mut d[k0 * ds..]),
-                        dst_stride: ds,
-                        rows: n,
-                        cols,
-                    },
-                };
-                plan.short_batch(batch, want_argmax, &mut out);
-                for (k, r) in out[..n].iter().enumerate() {
-                    emit(k0 + k, r);
-                }
-            }
-            return acc;
+    let work = |b: Block<'_>| block_work(plan, &layout, want_argmax, b);
+    parallel::run(Exec::choose(options, rows, cols), blocks, work)
+}
+
+/// Runs the rows of `plan` on logits of any element type (`src`, or `dst`
+/// when in place) and returns the sums of their (cross-entropy, z-loss) parts.
+fn run(
+    plan: &Plan<'_>,
+    options: &Options<'_>,
+    layout: Layout,
+    src: Option<Elems<'_>>,
+    dst: Option<ElemsMut<'_>>,
+    out: RowOuts<'_>,
+) -> Result<(f64, f64)> {
+    match (src, dst) {
+        (Some(Elems::Half(kind, s)), Some(ElemsMut::Half(_, d))) => {
+            run_half(plan, options, layout, kind, Some(s), Some(d), out)
         }
+        (Some(Elems::Half(kind, s)), None) => run_half(plan, options, layout, kind, Some(s), None, out),
+        (None, Some(ElemsMut::Half(kind, d))) => run_half(plan, options, layout, kind, None, Some(d), out),
+        (Some(Elems::F32(s)), Some(ElemsMut::F32(d))) => run_f32(plan, options, layout, Some(s), Some(d), out),
+        (Some(Elems::F32(s)), None) => run_f32(plan, options, layout, Some(s), None, out),
+        (None, Some(ElemsMut::F32(d))) => run_f32(plan, options, layout, None, Some(d), out),
+        _ => Err(Error::new(ErrorKind::Internal, "logits and gradient of different element types")),
+    }
+}
+
+/// A block of consecutive 16-bit rows: widened into a float32 scratch,
+/// run by [`block_work`] in place there, and the gradient rounded back.
+struct HalfBlock<'a> {
+    first: usize,
+    rows: usize,
+    src: Option<&'a [u16]>,
+    dst: Option<&'a mut [u16]>,
+    loss: Option<&'a mut [f32]>,
+    lse: Option<&'a mut [f32]>,
+    argmax: Option<&'a mut [i32]>,
+}
+
+/// As [`run_f32`] for bfloat16 / binary16 logits: each block of rows is
+/// widened (exactly) into a float32 scratch of its own, computed there by the
+/// float32 code in place, and its gradient rounded to nearest even, so the
+/// results are the float32 call's on the widened logits. The scratch holds
+/// one block (at most max(16384, classes) floats) and is allocated per block.
+fn run_half(
+    plan: &Plan<'_>,
+    options: &Options<'_>,
+    layout: Layout,
+    kind: Half,
+    src: Option<&[u16]>,
+    dst: Option<&mut [u16]>,
+    out: RowOuts<'_>,
+) -> Result<(f64, f64)> {
+    let (rows, cols) = (plan.rows, plan.cols);
+    let br = parallel::block_rows(cols);
+    let n_blocks = rows.div_ceil(br);
+    let RowOuts { loss, lse, argmax } = out;
+    let want_argmax = argmax.is_some();
+    let (ss, ds) = (layout.src_stride, layout.dst_stride);
+    let mut srcs = src.map(|s| s.chunks(br * ss));
+    let mut dsts = pieces(dst, br * ds);
+    let mut losses = pieces(loss, br);
+    let mut lses = pieces(lse, br);
+    let mut argmaxes = pieces(argmax, br);
+    let blocks = (0..n_blocks).map(|b| HalfBlock {
+        first: b * br,
+        rows: br.min(rows - b * br),
+        src: srcs.as_mut().and_then(Iterator::next),
+        dst: dsts.next().flatten(),
+        loss: losses.next().flatten(),
+        lse: lses.next().flatten(),
+        argmax: argmaxes.next().flatten(),
+    });
+    let failed = AtomicBool::new(false);
+    let dense = Layout { src_stride: cols, dst_stride: cols };
+    let work = |mut b: HalfBlock<'_>| {
+        let mut scratch = Vec::new();
+        if scratch.try_reserve_exact(b.rows * cols).is_err() {
+            failed.store(true, Ordering::Relaxed);
+            return (0.0, 0.0);
+        }
+        scratch.resize(b.rows * cols, 0.0f32);
+        let (from, stride) = match (b.src, b.dst.as_deref()) {
+            (Some(s), _) => (s, ss),
+            (None, Some(d)) => (d, ds),
+            (None, None) => unreachable!("a call reads logits"),
+        };
         for k in 0..b.rows {
-            let i = b.first + k;
-            let src = b.src.map(|s| &s[k * ss..k * ss + cols]);
-            // The next row of this block, to prefetch while this one computes.
-            let has_next = k + 1 < b.rows;
-            let next_src = b.src.filter(|_| has_next).map(|s| &s[(k + 1) * ss..(k + 1) * ss + cols]);
-            let (dst, next_dst) = match b.dst.as_deref_mut() {
-                Some(d) => {
-                    let (head, tail) = d.split_at_mut((k * ds + cols).min(d.len()));
-                    let next = if has_next { &tail[ds - cols..ds] } else { &[][..] };
-                    (Some(&mut head[k * ds..]), next)
-                }
-                None => (None, &[][..]),
-            };
-            let next = next_src.unwrap_or(next_dst);
-            let r = match (plan.mode, dst) {
-                (Mode::Forward, _) => plan.forward_row(i, src.expect("forward reads logits"), next, want_argmax),
-                (Mode::Fused, Some(d)) => plan.fused_row(i, src, d, next, want_argmax),
-                (Mode::Backward, Some(d)) => {
-                    plan.backward_row(i, src, d, next);
-                    continue;
-                }
-                (_, None) => unreachable!("gradient modes have a destination"),
-            };
-            emit(k, &r);
+            kernels::half::widen(plan.isa, kind, &from[k * stride..][..cols], &mut scratch[k * cols..][..cols]);
+        }
+        let grads = b.dst.is_some();
+        let (src, dst) = if grads { (None, Some(&mut scratch[..])) } else { (Some(&scratch[..]), None) };
+        let block = Block { first: b.first, rows: b.rows, src, dst, loss: b.loss, lse: b.lse, argmax: b.argmax };
+        let acc = block_work(plan, &dense, want_argmax, block);
+        if let Some(d) = b.dst.as_deref_mut() {
+            for k in 0..b.rows {
+                kernels::half::narrow(plan.isa, kind, &scratch[k * cols..][..cols], &mut d[k * ds..][..cols]);
+            }
         }
         acc
     };
-    parallel::run(Exec::choose(options, rows, cols), blocks, work)
+    let sums = parallel::run(Exec::choose(options, rows, cols), blocks, work)?;
+    if failed.load(Ordering::Relaxed) {
+        return Err(Error::new(
+            ErrorKind::AllocationFailed,
+            format!("cannot allocate the float32 scratch of a block of {cols}-class rows"),
+        ));
+    }
+    Ok(sums)
 }
 
 /// Runs a forward or fused call and writes its reduced loss.
@@ -161,8 +275,8 @@ fn run_call(
     plan: &Plan<'_>,
     options: &Options<'_>,
     layout: Layout,
-    src: Option<&[f32]>,
-    dst: Option<&mut [f32]>,
+    src: Option<Elems<'_>>,
+    dst: Option<ElemsMut<'_>>,
     out: ForwardOut<'_>,
 ) -> Result<()> {
     let (rows, total) = split_out(plan, out);
@@ -173,14 +287,14 @@ fn run_call(
     Ok(())
 }
 
-fn check_logits(m: &Matrix<'_>) -> Result<()> {
+fn check_logits<T>(m: &Matrix<'_, T>) -> Result<()> {
     Plan::check_logits("logits", m.data.len(), m.rows, m.cols, m.stride)
 }
 
 /// Shape, layout, logits (unless in place) and gradient buffer of a call.
-type Split<'a> = (usize, usize, Layout, Option<&'a [f32]>, &'a mut [f32]);
+type Split<'a, T> = (usize, usize, Layout, Option<&'a [T]>, &'a mut [T]);
 
-fn split(io: LogitsGrad<'_>) -> Result<Split<'_>> {
+fn split<T>(io: LogitsGrad<'_, T>) -> Result<Split<'_, T>> {
     match io {
         LogitsGrad::Separate { logits, grad } => {
             check_logits(&logits)?;
@@ -207,26 +321,41 @@ fn split(io: LogitsGrad<'_>) -> Result<Split<'_>> {
 
 /// The loss (and optionally per-row log-sum-exp and argmax) of `logits`
 /// against `targets`. Nothing is written unless the call succeeds.
-pub fn forward(logits: Matrix<'_>, targets: Targets<'_>, options: &Options<'_>, out: ForwardOut<'_>) -> Result<()> {
+///
+/// `T` is `f32`, [`Bf16`] or [`F16`]; 16-bit logits give exactly the results
+/// of the float32 call on their (exact) float32 values.
+pub fn forward<T: Element>(
+    logits: Matrix<'_, T>,
+    targets: Targets<'_>,
+    options: &Options<'_>,
+    out: ForwardOut<'_>,
+) -> Result<()> {
     check_logits(&logits)?;
     let plan = Plan::new(Mode::Forward, logits.rows, logits.cols, targets, options, None)?;
     plan.check_out(&out)?;
     let layout = Layout { src_stride: logits.stride, dst_stride: 0 };
-    run_call(&plan, options, layout, Some(logits.data), None, out)
+    run_call(&plan, options, layout, Some(T::view(logits.data)), None, out)
 }
 
 /// The gradient of the loss with respect to the logits, given the upstream
-/// gradient (and optionally the forward's log-sum-exp).
-pub fn backward(io: LogitsGrad<'_>, targets: Targets<'_>, options: &Options<'_>, upstream: Upstream<'_>) -> Result<()> {
+/// gradient (and optionally the forward's log-sum-exp). A 16-bit gradient
+/// is the float32 one rounded to nearest even.
+pub fn backward<T: Element>(
+    io: LogitsGrad<'_, T>,
+    targets: Targets<'_>,
+    options: &Options<'_>,
+    upstream: Upstream<'_>,
+) -> Result<()> {
     let (rows, cols, layout, src, dst) = split(io)?;
     let plan = Plan::new(Mode::Backward, rows, cols, targets, options, Some(upstream))?;
-    run(&plan, options, layout, src, Some(dst), RowOuts::default()).map(|_| ())
+    run(&plan, options, layout, src.map(T::view), Some(T::view_mut(dst)), RowOuts::default()).map(|_| ())
 }
 
 /// The loss and the gradient of the reduced loss (upstream gradient 1; for
 /// `Reduction::None`, of the sum of row losses) in one pass over the logits.
-pub fn forward_backward(
-    io: LogitsGrad<'_>,
+/// A 16-bit gradient is the float32 one rounded to nearest even.
+pub fn forward_backward<T: Element>(
+    io: LogitsGrad<'_, T>,
     targets: Targets<'_>,
     options: &Options<'_>,
     out: ForwardOut<'_>,
@@ -234,7 +363,7 @@ pub fn forward_backward(
     let (rows, cols, layout, src, dst) = split(io)?;
     let plan = Plan::new(Mode::Fused, rows, cols, targets, options, None)?;
     plan.check_out(&out)?;
-    run_call(&plan, options, layout, src, Some(dst), out)
+    run_call(&plan, options, layout, src.map(T::view), Some(T::view_mut(dst)), out)
 }
 
 /// A validated class-index call whose logits exist only a chunk of rows at a
@@ -272,9 +401,9 @@ impl<'a> Chunked<'a> {
         let plan = Plan { rows: labels.len(), targets: Targets::Labels(labels), ..self.plan.clone() };
         Plan::check_logits("chunk", buf.len(), plan.rows, plan.cols, stride)?;
         if plan.mode == Mode::Fused {
-            run(&plan, options, Layout { src_stride: stride, dst_stride: stride }, None, Some(buf), out)
+            run_f32(&plan, options, Layout { src_stride: stride, dst_stride: stride }, None, Some(buf), out)
         } else {
-            run(&plan, options, Layout { src_stride: stride, dst_stride: 0 }, Some(buf), None, out)
+            run_f32(&plan, options, Layout { src_stride: stride, dst_stride: 0 }, Some(buf), None, out)
         }
     }
 

@@ -2,6 +2,8 @@
 
 use core::fmt;
 
+pub use crate::kernels::Half;
+
 /// How row losses are combined, as in PyTorch's `reduction=`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Reduction {
@@ -73,11 +75,83 @@ impl fmt::Debug for Options<'_> {
     }
 }
 
+/// A bfloat16 value as its raw bits (the top half of a float32).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct Bf16(pub u16);
+
+/// An IEEE 754 binary16 value as its raw bits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(transparent)]
+pub struct F16(pub u16);
+
+/// A logits element type: `f32`, [`Bf16`] or [`F16`]. 16-bit logits are
+/// widened to float32 exactly, every computation is the float32 one, and the
+/// gradient is rounded once, to nearest even.
+pub trait Element: Copy + Send + Sync + sealed::Sealed {
+    /// The 16-bit format, or `None` for `f32`.
+    const HALF: Option<Half>;
+    #[doc(hidden)]
+    fn view(s: &[Self]) -> Elems<'_>;
+    #[doc(hidden)]
+    fn view_mut(s: &mut [Self]) -> ElemsMut<'_>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for super::Bf16 {}
+    impl Sealed for super::F16 {}
+}
+
+/// A slice of logits as the core reads it.
+#[doc(hidden)]
+pub enum Elems<'a> {
+    F32(&'a [f32]),
+    Half(Half, &'a [u16]),
+}
+
+/// A slice of logits or gradient as the core writes it.
+#[doc(hidden)]
+pub enum ElemsMut<'a> {
+    F32(&'a mut [f32]),
+    Half(Half, &'a mut [u16]),
+}
+
+impl Element for f32 {
+    const HALF: Option<Half> = None;
+    fn view(s: &[f32]) -> Elems<'_> {
+        Elems::F32(s)
+    }
+    fn view_mut(s: &mut [f32]) -> ElemsMut<'_> {
+        ElemsMut::F32(s)
+    }
+}
+
+macro_rules! half_element {
+    ($t:ty, $kind:expr) => {
+        impl Element for $t {
+            const HALF: Option<Half> = Some($kind);
+            fn view(s: &[$t]) -> Elems<'_> {
+                // SAFETY: the type is a repr(transparent) u16, so the slice's
+                // memory is a valid [u16] of the same length; the borrow moves.
+                Elems::Half($kind, unsafe { core::slice::from_raw_parts(s.as_ptr().cast::<u16>(), s.len()) })
+            }
+            fn view_mut(s: &mut [$t]) -> ElemsMut<'_> {
+                // SAFETY: as in `view`, for an exclusive borrow.
+                ElemsMut::Half($kind, unsafe { core::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<u16>(), s.len()) })
+            }
+        }
+    };
+}
+half_element!(Bf16, Half::Bf16);
+half_element!(F16, Half::F16);
+
 /// A row-major matrix view: row `i` is `data[i·stride .. i·stride + cols]`.
 #[derive(Clone, Copy, Debug)]
-pub struct Matrix<'a> {
+pub struct Matrix<'a, T = f32> {
     /// At least `(rows − 1)·stride + cols` values (0 when `rows == 0`).
-    pub data: &'a [f32],
+    pub data: &'a [T],
     /// Number of rows.
     pub rows: usize,
     /// Number of columns (classes).
@@ -88,9 +162,9 @@ pub struct Matrix<'a> {
 
 /// A mutable row-major matrix view; only the first `cols` of each row are written.
 #[derive(Debug)]
-pub struct MatrixMut<'a> {
+pub struct MatrixMut<'a, T = f32> {
     /// At least `(rows − 1)·stride + cols` values (0 when `rows == 0`).
-    pub data: &'a mut [f32],
+    pub data: &'a mut [T],
     /// Number of rows.
     pub rows: usize,
     /// Number of columns (classes).
@@ -99,18 +173,19 @@ pub struct MatrixMut<'a> {
     pub stride: usize,
 }
 
-/// Where the logits come from and where their gradient goes.
+/// Where the logits come from and where their gradient goes (of the same
+/// element type).
 #[derive(Debug)]
-pub enum LogitsGrad<'a> {
+pub enum LogitsGrad<'a, T = f32> {
     /// Read `logits`, write the gradient into `grad` (same shape).
     Separate {
         /// The logits.
-        logits: Matrix<'a>,
+        logits: Matrix<'a, T>,
         /// The gradient, same rows and columns.
-        grad: MatrixMut<'a>,
+        grad: MatrixMut<'a, T>,
     },
     /// The gradient overwrites the logits.
-    InPlace(MatrixMut<'a>),
+    InPlace(MatrixMut<'a, T>),
 }
 
 /// What each row is compared with.
