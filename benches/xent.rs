@@ -88,6 +88,26 @@ fn bench(c: &mut Criterion) {
                 forward_backward(io, Targets::Labels(&labels), &opts, out).unwrap()
             })
         });
+        // bfloat16 logits and gradient (the same values rounded to bf16).
+        let logits16: Vec<Bf16> = logits.iter().map(|&x| Bf16((x.to_bits() >> 16) as u16)).collect();
+        let mut grad16 = vec![Bf16(0); rows * cols];
+        let m16 = Matrix { data: &logits16, rows, cols, stride: cols };
+        g.bench_function("fused_bf16", |b| {
+            b.iter(|| {
+                let io = LogitsGrad::Separate {
+                    logits: m16,
+                    grad: MatrixMut { data: &mut grad16, rows, cols, stride: cols },
+                };
+                let out = ForwardOut { loss: &mut loss, lse: None, argmax: None };
+                forward_backward(io, Targets::Labels(&labels), &opts, out).unwrap()
+            })
+        });
+        g.bench_function("forward_bf16", |b| {
+            b.iter(|| {
+                let out = ForwardOut { loss: &mut loss, lse: Some(&mut lse), argmax: None };
+                forward(m16, Targets::Labels(&labels), &opts, out).unwrap()
+            })
+        });
         g.finish();
     }
 }

@@ -426,6 +426,105 @@ static void test_linear_parallel(void) {
     free(h); free(w); free(gw1); free(gw2); free(gh1); free(gh2); free(lab);
 }
 
+/* ---- bfloat16 / binary16 logits ---- */
+
+static uint16_t bf16_from(float x) { /* nearest even (finite inputs) */
+    uint32_t b;
+    memcpy(&b, &x, 4);
+    return (uint16_t)((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+}
+static float bf16_to(uint16_t h) {
+    uint32_t b = (uint32_t)h << 16;
+    float x;
+    memcpy(&x, &b, 4);
+    return x;
+}
+static float f16_to(uint16_t h) {
+    int e = (h >> 10) & 31, m = h & 1023;
+    float v = e == 0 ? ldexpf((float)m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexpf((float)(m | 1024), e - 25);
+    return (h & 0x8000) ? -v : v;
+}
+static uint16_t f16_from(float x) { /* nearest even (finite inputs): round to the ulp of |x|'s binade */
+    uint16_t sign = signbit(x) ? 0x8000 : 0;
+    float a = fabsf(x);
+    if (a >= 65520.0f) return sign | 0x7c00;
+    int e;
+    frexpf(a, &e);                      /* a in [2^(e-1), 2^e) */
+    int q = e - 11 < -24 ? -24 : e - 11; /* exponent of the ulp there (subnormals: 2^-24) */
+    float v = ldexpf(rintf(ldexpf(a, -q)), q);
+    if (v < 0x1p-14f) return sign | (uint16_t)ldexpf(v, 24);
+    frexpf(v, &e);
+    return sign | (uint16_t)((e + 14) << 10) | (uint16_t)(ldexpf(v, 11 - e) - 1024.0f);
+}
+
+#define HR 9
+#define HC 70
+static void test_half(void) {
+    static uint16_t h[HR * HC], g16[HR * HC], inplace[HR * HC];
+    static float wide[HR * HC], g32[HR * HC];
+    int32_t lab[HR];
+    for (size_t i = 0; i < HR; i++) lab[i] = (int32_t)((i * 13) % HC);
+    lab[4] = -100;
+    XentOptions o = xent_options_default();
+    o.label_smoothing = 0.05f;
+    for (int f16 = 0; f16 < 2; f16++) {
+        for (size_t i = 0; i < HR * HC; i++) {
+            float x = logits[i % (ROWS * STRIDE)] * 0.9f;
+            h[i] = f16 ? f16_from(x) : bf16_from(x);
+            wide[i] = f16 ? f16_to(h[i]) : bf16_to(h[i]);
+        }
+        float l32, lse32[HR], l16, lse16[HR];
+        int32_t am32[HR], am16[HR];
+        CHECK(xent_forward_backward(wide, HR, HC, HC, lab, &o, &l32, lse32, am32, g32, HC) == 0, "f32");
+        XentStatus st = f16 ? xent_forward_backward_f16(h, HR, HC, HC, lab, &o, &l16, lse16, am16, g16, HC)
+                            : xent_forward_backward_bf16(h, HR, HC, HC, lab, &o, &l16, lse16, am16, g16, HC);
+        CHECK(st == 0, "%s: %s", f16 ? "f16" : "bf16", xent_last_error());
+        CHECK(memcmp(&l16, &l32, 4) == 0 && memcmp(lse16, lse32, sizeof lse16) == 0 && memcmp(am16, am32, sizeof am16) == 0,
+              "%s loss %.9g vs %.9g", f16 ? "f16" : "bf16", l16, l32);
+        int same = 1;
+        for (size_t i = 0; i < HR * HC; i++) same &= g16[i] == (f16 ? f16_from(g32[i]) : bf16_from(g32[i]));
+        CHECK(same, "%s gradient is not the float32 gradient rounded to nearest even", f16 ? "f16" : "bf16");
+        /* In place, and the forward alone. */
+        memcpy(inplace, h, sizeof h);
+        st = f16 ? xent_forward_backward_f16(inplace, HR, HC, HC, lab, &o, &l16, NULL, NULL, inplace, HC)
+                 : xent_forward_backward_bf16(inplace, HR, HC, HC, lab, &o, &l16, NULL, NULL, inplace, HC);
+        CHECK(st == 0 && memcmp(inplace, g16, sizeof g16) == 0, "%s in place", f16 ? "f16" : "bf16");
+        st = f16 ? xent_forward_f16(h, HR, HC, HC, lab, &o, &l16, lse16, am16)
+                 : xent_forward_bf16(h, HR, HC, HC, lab, &o, &l16, lse16, am16);
+        CHECK(st == 0 && memcmp(&l16, &l32, 4) == 0 && memcmp(lse16, lse32, sizeof lse16) == 0, "%s forward", f16 ? "f16" : "bf16");
+    }
+    /* Bad input: misaligned, NULL, overlap, bad label; nothing written. */
+    static uint16_t buf[HR * HC + 1];
+    float l = SENTINEL;
+    CHECK(xent_forward_bf16((const uint16_t *)((const char *)buf + 1), HR, HC, HC, lab, NULL, &l, NULL, NULL) ==
+              XENT_STATUS_INVALID_ARGUMENT && strstr(xent_last_error(), "aligned") != NULL, "misaligned: %s", xent_last_error());
+    CHECK(xent_forward_f16(NULL, HR, HC, HC, lab, NULL, &l, NULL, NULL) == XENT_STATUS_NULL_POINTER, "NULL logits");
+    for (size_t i = 0; i < HR * HC; i++) g16[i] = 0x1234;
+    CHECK(xent_forward_backward_bf16(buf, HR, HC, HC, lab, NULL, &l, NULL, NULL, buf + 1, HC) == XENT_STATUS_INVALID_ARGUMENT,
+          "overlap");
+    lab[2] = HC;
+    CHECK(xent_forward_backward_f16(h, HR, HC, HC, lab, NULL, &l, NULL, NULL, g16, HC) == XENT_STATUS_LABEL_OUT_OF_RANGE, "label");
+    int untouched16 = l == SENTINEL;
+    for (size_t i = 0; i < HR * HC; i++) untouched16 &= g16[i] == 0x1234;
+    CHECK(untouched16, "16-bit outputs written on failure");
+    /* A pthread pool gives the serial bits. */
+    size_t n = (size_t)BIG_ROWS * BIG_CLASSES;
+    uint16_t *bh = malloc(n * 2), *bg1 = malloc(n * 2), *bg2 = malloc(n * 2);
+    for (size_t i = 0; i < n; i++) bh[i] = bf16_from(big[i]);
+    o = xent_options_default();
+    o.num_threads = 1;
+    float l1, l2;
+    CHECK(xent_forward_backward_bf16(bh, BIG_ROWS, BIG_CLASSES, BIG_CLASSES, big_labels, &o, &l1, NULL, NULL, bg1, BIG_CLASSES) == 0,
+          "serial bf16");
+    o.parallel_for = pthread_pool;
+    CHECK(xent_forward_backward_bf16(bh, BIG_ROWS, BIG_CLASSES, BIG_CLASSES, big_labels, &o, &l2, NULL, NULL, bg2, BIG_CLASSES) == 0,
+          "pool bf16");
+    CHECK(memcmp(&l1, &l2, 4) == 0 && memcmp(bg1, bg2, n * 2) == 0, "bf16 pool result differs");
+    free(bh);
+    free(bg1);
+    free(bg2);
+}
+
 /* ---- many threads at once; last_error is per thread ---- */
 
 static void *hammer(void *arg) {
@@ -464,6 +563,7 @@ int main(void) {
     test_parallel();
     test_linear();
     test_linear_parallel();
+    test_half();
     test_threads();
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures != 0;

@@ -293,6 +293,83 @@ XentStatus xent_soft_forward_backward(const float *logits,
                                       size_t grad_row_stride);
 
 /*
+ As xent_forward, with bfloat16 logits given as raw bit patterns (the top
+ 16 bits of a float32). They are widened to float32 exactly and every
+ result is bit-identical to xent_forward on the widened logits. `logits`
+ must be 2-byte aligned; `row_stride` counts elements.
+
+ # Safety
+ Every non-NULL pointer must be valid for the extent its sizes describe.
+ */
+XentStatus xent_forward_bf16(const uint16_t *logits,
+                             size_t rows,
+                             size_t classes,
+                             size_t row_stride,
+                             const int32_t *labels,
+                             const struct XentOptions *options,
+                             float *loss,
+                             float *lse,
+                             int32_t *argmax);
+
+/*
+ As xent_forward_backward, with bfloat16 logits and gradient (raw bit
+ patterns). Loss, lse and argmax are bit-identical to
+ xent_forward_backward on the widened logits, and the gradient is that
+ call's float32 gradient rounded once to nearest even (subnormals kept,
+ NaN stays NaN). `grad_logits` may be exactly `logits` with the same
+ stride (in place).
+
+ # Safety
+ Every non-NULL pointer must be valid for the extent its sizes describe.
+ */
+XentStatus xent_forward_backward_bf16(const uint16_t *logits,
+                                      size_t rows,
+                                      size_t classes,
+                                      size_t row_stride,
+                                      const int32_t *labels,
+                                      const struct XentOptions *options,
+                                      float *loss,
+                                      float *lse,
+                                      int32_t *argmax,
+                                      uint16_t *grad_logits,
+                                      size_t grad_row_stride);
+
+/*
+ As xent_forward_bf16, with IEEE 754 binary16 logits (raw bit patterns).
+
+ # Safety
+ Every non-NULL pointer must be valid for the extent its sizes describe.
+ */
+XentStatus xent_forward_f16(const uint16_t *logits,
+                            size_t rows,
+                            size_t classes,
+                            size_t row_stride,
+                            const int32_t *labels,
+                            const struct XentOptions *options,
+                            float *loss,
+                            float *lse,
+                            int32_t *argmax);
+
+/*
+ As xent_forward_backward_bf16, with IEEE 754 binary16 logits and
+ gradient (raw bit patterns; the gradient overflows to ±inf beyond 65504).
+
+ # Safety
+ Every non-NULL pointer must be valid for the extent its sizes describe.
+ */
+XentStatus xent_forward_backward_f16(const uint16_t *logits,
+                                     size_t rows,
+                                     size_t classes,
+                                     size_t row_stride,
+                                     const int32_t *labels,
+                                     const struct XentOptions *options,
+                                     float *loss,
+                                     float *lse,
+                                     int32_t *argmax,
+                                     uint16_t *grad_logits,
+                                     size_t grad_row_stride);
+
+/*
  Bytes of the workspace xent_linear_forward / xent_linear_forward_backward
  allocate when given none: one chunk of rows (as many as about 40 MiB of
  logits hold, at least 32 and at most 1024, and at most `rows`) plus

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::status::*;
 use crate::loss::{
-    self, Error, ErrorKind, ForwardOut, LogitsGrad, Matrix, MatrixMut, Options, ParallelFor, Reduction, Result,
-    Targets, Upstream, check_shape,
+    self, Element, Error, ErrorKind, ForwardOut, LogitsGrad, Matrix, MatrixMut, Options, ParallelFor, Reduction,
+    Result, Targets, Upstream, check_shape,
 };
 
 fn fail<T>(kind: ErrorKind, msg: impl Into<String>) -> Result<T> {
@@ -270,10 +270,11 @@ pub(crate) enum RawTargets {
     Probs(*const f32, usize),
 }
 
-/// Every argument any entry point takes; unused ones are NULL / 0.
-pub(crate) struct Call {
+/// Every argument any entry point takes; unused ones are NULL / 0. `T` is
+/// the logits' element type (`f32`, `Bf16`, `F16`).
+pub(crate) struct Call<T = f32> {
     pub kind: Kind,
-    pub logits: *const f32,
+    pub logits: *const T,
     pub rows: usize,
     pub classes: usize,
     pub row_stride: usize,
@@ -284,22 +285,22 @@ pub(crate) struct Call {
     pub argmax: *mut i32,
     pub grad_loss: *const f32,
     pub lse_in: *const f32,
-    pub grad: *mut f32,
+    pub grad: *mut T,
     pub grad_stride: usize,
 }
 
-impl Call {
+impl<T: Element> Call<T> {
     /// A call of `kind` on these logits and targets, with no outputs,
     /// upstream gradient or gradient buffer yet.
     pub(crate) fn new(
         kind: Kind,
-        logits: *const f32,
+        logits: *const T,
         rows: usize,
         classes: usize,
         row_stride: usize,
         targets: RawTargets,
         options: *const XentOptions,
-    ) -> Call {
+    ) -> Call<T> {
         Call {
             kind,
             logits,
@@ -319,17 +320,17 @@ impl Call {
     }
 
     /// The forward outputs.
-    pub(crate) fn outputs(self, loss: *mut f32, lse: *mut f32, argmax: *mut i32) -> Call {
+    pub(crate) fn outputs(self, loss: *mut f32, lse: *mut f32, argmax: *mut i32) -> Call<T> {
         Call { loss, lse_out: lse, argmax, ..self }
     }
 
     /// The upstream gradient and optional forward lse of a backward call.
-    pub(crate) fn upstream(self, grad_loss: *const f32, lse: *const f32) -> Call {
+    pub(crate) fn upstream(self, grad_loss: *const f32, lse: *const f32) -> Call<T> {
         Call { grad_loss, lse_in: lse, ..self }
     }
 
     /// The gradient buffer.
-    pub(crate) fn gradient(self, grad: *mut f32, grad_stride: usize) -> Call {
+    pub(crate) fn gradient(self, grad: *mut T, grad_stride: usize) -> Call<T> {
         Call { grad, grad_stride, ..self }
     }
 

@@ -230,6 +230,113 @@ pub unsafe extern "C" fn xent_soft_forward_backward(
     unsafe { call.status() }
 }
 
+/// As xent_forward, with bfloat16 logits given as raw bit patterns (the top
+/// 16 bits of a float32). They are widened to float32 exactly and every
+/// result is bit-identical to xent_forward on the widened logits. `logits`
+/// must be 2-byte aligned; `row_stride` counts elements.
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the extent its sizes describe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_forward_bf16(
+    logits: *const u16,
+    rows: usize,
+    classes: usize,
+    row_stride: usize,
+    labels: *const i32,
+    options: *const XentOptions,
+    loss: *mut f32,
+    lse: *mut f32,
+    argmax: *mut i32,
+) -> XentStatus {
+    let logits = logits.cast::<crate::loss::Bf16>();
+    let call = Call::new(Kind::Forward, logits, rows, classes, row_stride, RawTargets::Labels(labels), options)
+        .outputs(loss, lse, argmax);
+    // SAFETY: the caller's pointer contract, forwarded.
+    unsafe { call.status() }
+}
+
+/// As xent_forward_backward, with bfloat16 logits and gradient (raw bit
+/// patterns). Loss, lse and argmax are bit-identical to
+/// xent_forward_backward on the widened logits, and the gradient is that
+/// call's float32 gradient rounded once to nearest even (subnormals kept,
+/// NaN stays NaN). `grad_logits` may be exactly `logits` with the same
+/// stride (in place).
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the extent its sizes describe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_forward_backward_bf16(
+    logits: *const u16,
+    rows: usize,
+    classes: usize,
+    row_stride: usize,
+    labels: *const i32,
+    options: *const XentOptions,
+    loss: *mut f32,
+    lse: *mut f32,
+    argmax: *mut i32,
+    grad_logits: *mut u16,
+    grad_row_stride: usize,
+) -> XentStatus {
+    let (logits, grad) = (logits.cast::<crate::loss::Bf16>(), grad_logits.cast::<crate::loss::Bf16>());
+    let call = Call::new(Kind::ForwardBackward, logits, rows, classes, row_stride, RawTargets::Labels(labels), options)
+        .outputs(loss, lse, argmax)
+        .gradient(grad, grad_row_stride);
+    // SAFETY: the caller's pointer contract, forwarded.
+    unsafe { call.status() }
+}
+
+/// As xent_forward_bf16, with IEEE 754 binary16 logits (raw bit patterns).
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the extent its sizes describe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_forward_f16(
+    logits: *const u16,
+    rows: usize,
+    classes: usize,
+    row_stride: usize,
+    labels: *const i32,
+    options: *const XentOptions,
+    loss: *mut f32,
+    lse: *mut f32,
+    argmax: *mut i32,
+) -> XentStatus {
+    let logits = logits.cast::<crate::loss::F16>();
+    let call = Call::new(Kind::Forward, logits, rows, classes, row_stride, RawTargets::Labels(labels), options)
+        .outputs(loss, lse, argmax);
+    // SAFETY: the caller's pointer contract, forwarded.
+    unsafe { call.status() }
+}
+
+/// As xent_forward_backward_bf16, with IEEE 754 binary16 logits and
+/// gradient (raw bit patterns; the gradient overflows to ±inf beyond 65504).
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the extent its sizes describe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_forward_backward_f16(
+    logits: *const u16,
+    rows: usize,
+    classes: usize,
+    row_stride: usize,
+    labels: *const i32,
+    options: *const XentOptions,
+    loss: *mut f32,
+    lse: *mut f32,
+    argmax: *mut i32,
+    grad_logits: *mut u16,
+    grad_row_stride: usize,
+) -> XentStatus {
+    let (logits, grad) = (logits.cast::<crate::loss::F16>(), grad_logits.cast::<crate::loss::F16>());
+    let call = Call::new(Kind::ForwardBackward, logits, rows, classes, row_stride, RawTargets::Labels(labels), options)
+        .outputs(loss, lse, argmax)
+        .gradient(grad, grad_row_stride);
+    // SAFETY: the caller's pointer contract, forwarded.
+    unsafe { call.status() }
+}
+
 /// Bytes of the workspace xent_linear_forward / xent_linear_forward_backward
 /// allocate when given none: one chunk of rows (as many as about 40 MiB of
 /// logits hold, at least 32 and at most 1024, and at most `rows`) plus

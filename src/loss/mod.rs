@@ -13,6 +13,7 @@ pub use types::*;
 use plan::{Mode, Plan};
 pub(crate) use plan::{check_len, check_matrix, check_shape};
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::kernels::{self, Rows};
@@ -201,8 +202,9 @@ struct HalfBlock<'a> {
 /// As [`run_f32`] for bfloat16 / binary16 logits: each block of rows is
 /// widened (exactly) into a float32 scratch of its own, computed there by the
 /// float32 code in place, and its gradient rounded to nearest even, so the
-/// results are the float32 call's on the widened logits. The scratch holds
-/// one block (at most max(16384, classes) floats) and is allocated per block.
+/// results are the float32 call's on the widened logits. A scratch holds one
+/// block (at most max(16384, classes) floats); there are at most as many as
+/// blocks running at once, allocated during the call and freed at its end.
 fn run_half(
     plan: &Plan<'_>,
     options: &Options<'_>,
@@ -233,30 +235,23 @@ fn run_half(
         argmax: argmaxes.next().flatten(),
     });
     let failed = AtomicBool::new(false);
-    let dense = Layout { src_stride: cols, dst_stride: cols };
+    // Scratches are reused: a block takes a free one, or allocates one (so
+    // there are at most as many as blocks running at once) and returns it.
+    let free: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+    let size = br.min(rows.max(1)) * cols;
     let work = |mut b: HalfBlock<'_>| {
-        let mut scratch = Vec::new();
-        if scratch.try_reserve_exact(b.rows * cols).is_err() {
-            failed.store(true, Ordering::Relaxed);
-            return (0.0, 0.0);
-        }
-        scratch.resize(b.rows * cols, 0.0f32);
-        let (from, stride) = match (b.src, b.dst.as_deref()) {
-            (Some(s), _) => (s, ss),
-            (None, Some(d)) => (d, ds),
-            (None, None) => unreachable!("a call reads logits"),
-        };
-        for k in 0..b.rows {
-            kernels::half::widen(plan.isa, kind, &from[k * stride..][..cols], &mut scratch[k * cols..][..cols]);
-        }
-        let grads = b.dst.is_some();
-        let (src, dst) = if grads { (None, Some(&mut scratch[..])) } else { (Some(&scratch[..]), None) };
-        let block = Block { first: b.first, rows: b.rows, src, dst, loss: b.loss, lse: b.lse, argmax: b.argmax };
-        let acc = block_work(plan, &dense, want_argmax, block);
-        if let Some(d) = b.dst.as_deref_mut() {
-            for k in 0..b.rows {
-                kernels::half::narrow(plan.isa, kind, &scratch[k * cols..][..cols], &mut d[k * ds..][..cols]);
+        let mut scratch = free.lock().ok().and_then(|mut f| f.pop()).unwrap_or_default();
+        if scratch.is_empty() {
+            if scratch.try_reserve_exact(size).is_err() {
+                failed.store(true, Ordering::Relaxed);
+                return (0.0, 0.0);
             }
+            scratch.resize(size, 0.0f32);
+        }
+        let n = b.rows * cols;
+        let acc = half_block(plan, kind, (ss, ds), want_argmax, &mut b, &mut scratch[..n]);
+        if let Ok(mut f) = free.lock() {
+            f.push(scratch);
         }
         acc
     };
@@ -268,6 +263,37 @@ fn run_half(
         ));
     }
     Ok(sums)
+}
+
+/// One block of [`run_half`] in `scratch` (`b.rows × cols` floats).
+fn half_block(
+    plan: &Plan<'_>,
+    kind: Half,
+    (ss, ds): (usize, usize),
+    want_argmax: bool,
+    b: &mut HalfBlock<'_>,
+    scratch: &mut [f32],
+) -> (f64, f64) {
+    let cols = plan.cols;
+    let (from, stride) = match (b.src, b.dst.as_deref()) {
+        (Some(s), _) => (s, ss),
+        (None, Some(d)) => (d, ds),
+        (None, None) => unreachable!("a call reads logits"),
+    };
+    for k in 0..b.rows {
+        kernels::half::widen(plan.isa, kind, &from[k * stride..][..cols], &mut scratch[k * cols..][..cols]);
+    }
+    let grads = b.dst.is_some();
+    let (src, dst) = if grads { (None, Some(&mut scratch[..])) } else { (Some(&scratch[..]), None) };
+    let outs = (b.loss.take(), b.lse.take(), b.argmax.take());
+    let block = Block { first: b.first, rows: b.rows, src, dst, loss: outs.0, lse: outs.1, argmax: outs.2 };
+    let acc = block_work(plan, &Layout { src_stride: cols, dst_stride: cols }, want_argmax, block);
+    if let Some(d) = b.dst.as_deref_mut() {
+        for k in 0..b.rows {
+            kernels::half::narrow(plan.isa, kind, &scratch[k * cols..][..cols], &mut d[k * ds..][..cols]);
+        }
+    }
+    acc
 }
 
 /// Runs a forward or fused call and writes its reduced loss.
