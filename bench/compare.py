@@ -3,6 +3,7 @@
 
     python3 bench/compare.py [--threads N] [--shapes 2048x32000,262144x10] [--reps 7]
     python3 bench/compare.py --linear 4096x1024x32000 [--threads N] [--reps 3]
+    python3 bench/compare.py --bf16 [--shapes 2048x32000] [--threads N]
 
 Loads target/release/libxent.so (run `make build` first) through ctypes.
 Times the fused forward+backward (gradient into a separate buffer) and the
@@ -10,6 +11,10 @@ forward alone; prints medians, G logits/s and ratios, and checks that the
 losses agree. Needs numpy; PyTorch and JAX (with optax) are used when
 installed and skipped with a message otherwise. Everything runs on the same
 data, thread count and process, so the ratios are like for like.
+
+--bf16 times the bfloat16 calls (xent_forward_backward_bf16) beside xent's
+float32 call on the same (widened) values and PyTorch's bfloat16
+F.cross_entropy + backward, and checks the losses agree.
 
 --linear ROWSxDIMxCLASSES compares the fused linear + cross-entropy call
 (xent_linear_forward_backward) with PyTorch's F.linear + F.cross_entropy +
@@ -34,6 +39,7 @@ p.add_argument("--shapes", default=SHAPES)
 p.add_argument("--reps", type=int, default=7)
 p.add_argument("--lib", default=os.environ.get("XENT_LIBRARY", os.path.join(ROOT, "target/release/libxent.so")))
 p.add_argument("--linear", help="ROWSxDIMxCLASSES: compare the fused linear call instead")
+p.add_argument("--bf16", action="store_true", help="compare the bfloat16 calls instead")
 p.add_argument("--linear-child", help=argparse.SUPPRESS)
 args = p.parse_args()
 
@@ -191,6 +197,66 @@ def linear_compare(shape):
         assert abs(a - b) <= 1e-4 * abs(b), losses
 
 
+def bf16_compare():
+    lib.xent_forward_backward_bf16.argtypes = lib.xent_forward_backward.argtypes
+    try:
+        import torch
+        import torch.nn.functional as F
+
+        torch.set_num_threads(args.threads)
+    except ImportError:
+        torch = None
+        print("# PyTorch not installed: its column is skipped")
+    print(f"# bfloat16 logits and gradient, {args.threads} thread(s); medians of up to {args.reps} runs, ms")
+    print("| shape | xent f32 fused | xent bf16 fused | bf16 / f32 | torch bf16 f+b | torch / xent bf16 |")
+    print("|---|---|---|---|---|---|")
+    rng = np.random.default_rng(0)
+    for shape in args.shapes.split(","):
+        rows, cols = (int(v) for v in shape.split("x"))
+        z32 = (rng.standard_normal((rows, cols), dtype=np.float32) * 3).astype(np.float32)
+        # Round to bfloat16 (nearest even) and widen back: both calls see the same values.
+        b = z32.view(np.uint32)
+        h = ((b + 0x7FFF + ((b >> 16) & 1)) >> 16).astype(np.uint16)
+        z = (h.astype(np.uint32) << 16).view(np.float32)
+        y = rng.integers(0, cols, rows, dtype=np.int32)
+        g32, g16 = np.empty_like(z), np.empty_like(h)
+        l32, l16 = np.zeros(1, np.float32), np.zeros(1, np.float32)
+
+        def f32():
+            s = lib.xent_forward_backward(ptr(z), rows, cols, cols, ptr(y), ctypes.byref(opts), ptr(l32), None, None,
+                                          ptr(g32), cols)
+            assert s == 0, lib.xent_last_error()
+
+        def bf16():
+            s = lib.xent_forward_backward_bf16(ptr(h), rows, cols, cols, ptr(y), ctypes.byref(opts), ptr(l16), None,
+                                               None, ptr(g16), cols)
+            assert s == 0, lib.xent_last_error()
+
+        t32, t16 = median_time(f32, args.reps), median_time(bf16, args.reps)
+        assert l32[0] == l16[0], (l32[0], l16[0])
+        cells = [shape, f"{t32*1e3:.2f}", f"{t16*1e3:.2f}", f"{t16/t32:.2f}"]
+        if torch:
+            tz = torch.from_numpy(z).to(torch.bfloat16).requires_grad_(True)
+            ty = torch.from_numpy(y.astype(np.int64))
+
+            def torch_fb():
+                tz.grad = None
+                out = F.cross_entropy(tz, ty)
+                out.backward()
+                return out
+
+            tt = median_time(torch_fb, args.reps)
+            tl = float(torch_fb().detach().float())
+            assert abs(tl - float(l16[0])) <= 2e-2 * abs(tl), (tl, float(l16[0]))  # PyTorch reduces in bf16
+            cells += [f"{tt*1e3:.2f}", f"{tt/t16:.1f}x"]
+        else:
+            cells += ["-", "-"]
+        print("| " + " | ".join(cells) + " |", flush=True)
+
+
+if args.bf16:
+    bf16_compare()
+    sys.exit(0)
 if args.linear_child:
     linear_child(args.linear_child, args.linear)
     sys.exit(0)

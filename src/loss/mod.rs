@@ -280,8 +280,13 @@ fn half_block(
         (None, Some(d)) => (d, ds),
         (None, None) => unreachable!("a call reads logits"),
     };
-    for k in 0..b.rows {
-        kernels::half::widen(plan.isa, kind, &from[k * stride..][..cols], &mut scratch[k * cols..][..cols]);
+    if stride == cols {
+        // Dense rows: one conversion over the block (short rows stay vectorised).
+        kernels::half::widen(plan.isa, kind, from, scratch);
+    } else {
+        for k in 0..b.rows {
+            kernels::half::widen(plan.isa, kind, &from[k * stride..][..cols], &mut scratch[k * cols..][..cols]);
+        }
     }
     let grads = b.dst.is_some();
     let (src, dst) = if grads { (None, Some(&mut scratch[..])) } else { (Some(&scratch[..]), None) };
@@ -289,8 +294,12 @@ fn half_block(
     let block = Block { first: b.first, rows: b.rows, src, dst, loss: outs.0, lse: outs.1, argmax: outs.2 };
     let acc = block_work(plan, &Layout { src_stride: cols, dst_stride: cols }, want_argmax, block);
     if let Some(d) = b.dst.as_deref_mut() {
-        for k in 0..b.rows {
-            kernels::half::narrow(plan.isa, kind, &scratch[k * cols..][..cols], &mut d[k * ds..][..cols]);
+        if ds == cols {
+            kernels::half::narrow(plan.isa, kind, scratch, d);
+        } else {
+            for k in 0..b.rows {
+                kernels::half::narrow(plan.isa, kind, &scratch[k * cols..][..cols], &mut d[k * ds..][..cols]);
+            }
         }
     }
     acc
