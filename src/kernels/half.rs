@@ -123,8 +123,12 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f")]
-    pub(super) fn narrow_avx512(kind: Half, src: &[f32], dst: &mut [u16]) {
+    pub(super) fn narrow_avx512(kind: Half, src: &[f32], dst: &mut [u16], stream: bool) {
         let n = src.len().min(dst.len());
+        // Streaming stores need 32-byte aligned destinations: a scalar head first.
+        let head = if stream { dst.as_ptr().align_offset(32).min(n) } else { 0 };
+        narrow_scalar(kind, &src[..head], &mut dst[..head]);
+        let (src, dst, n) = (&src[head..], &mut dst[head..], n - head);
         let full = n - n % 16;
         for i in (0..full).step_by(16) {
             // SAFETY: i + 16 ≤ n, so the 64-byte load and 32-byte store are in
@@ -142,8 +146,17 @@ mod x86 {
                     }
                     Half::F16 => _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x),
                 };
-                _mm256_storeu_si256(dst.as_mut_ptr().add(i).cast(), h);
+                if stream {
+                    // Aligned: dst + i is 32-byte aligned after the head.
+                    _mm256_stream_si256(dst.as_mut_ptr().add(i).cast(), h);
+                } else {
+                    _mm256_storeu_si256(dst.as_mut_ptr().add(i).cast(), h);
+                }
             }
+        }
+        if stream {
+            // Orders the streaming stores before anything this thread does next.
+            _mm_sfence();
         }
         narrow_scalar(kind, &src[full..n], &mut dst[full..n]);
     }
@@ -212,11 +225,13 @@ pub(crate) fn widen(isa: Isa, kind: Half, src: &[u16], dst: &mut [f32]) {
 }
 
 /// `dst[i] = src[i]` rounded to the 16-bit format, for `i < min(len)`.
-pub(crate) fn narrow(isa: Isa, kind: Half, src: &[f32], dst: &mut [u16]) {
+/// `stream`: bypass the caches (for outputs much larger than them; the
+/// values are the same).
+pub(crate) fn narrow(isa: Isa, kind: Half, src: &[f32], dst: &mut [u16], stream: bool) {
     match isa.capped() {
         // SAFETY: as in `widen`.
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => unsafe { x86::narrow_avx512(kind, src, dst) },
+        Isa::Avx512 => unsafe { x86::narrow_avx512(kind, src, dst, stream) },
         // SAFETY: as in `widen`.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if x86::has_f16c() => unsafe { x86::narrow_avx2(kind, src, dst) },
@@ -233,5 +248,9 @@ pub fn widen_lanes(isa: Isa, kind: Half, src: &[u16], dst: &mut [f32]) {
 /// Rounding by a given path, for tests.
 #[doc(hidden)]
 pub fn narrow_lanes(isa: Isa, kind: Half, src: &[f32], dst: &mut [u16]) {
-    narrow(isa, kind, src, dst);
+    narrow(isa, kind, src, dst, false);
+    // The streaming form gives the same values.
+    let mut streamed = vec![0u16; dst.len()];
+    narrow(isa, kind, src, &mut streamed, true);
+    assert_eq!(streamed, dst, "streaming stores changed a value");
 }

@@ -25,6 +25,9 @@ struct Block<'a> {
     rows: usize,
     src: Option<&'a [f32]>,
     dst: Option<&'a mut [f32]>,
+    /// Memory to prefetch while the block's last row computes (the next
+    /// block's 16-bit logits, seen as floats; empty for float32 blocks).
+    after: &'a [f32],
     loss: Option<&'a mut [f32]>,
     lse: Option<&'a mut [f32]>,
     argmax: Option<&'a mut [i32]>,
@@ -116,7 +119,7 @@ fn block_work(plan: &Plan<'_>, layout: &Layout, want_argmax: bool, mut b: Block<
             }
             None => (None, &[][..]),
         };
-        let next = next_src.unwrap_or(next_dst);
+        let next = next_src.unwrap_or(if has_next { next_dst } else { b.after });
         let r = match (plan.mode, dst) {
             (Mode::Forward, _) => plan.forward_row(i, src.expect("forward reads logits"), next, want_argmax),
             (Mode::Fused, Some(d)) => plan.fused_row(i, src, d, next, want_argmax),
@@ -156,6 +159,7 @@ fn run_f32(
         rows: br.min(rows - b * br),
         src: srcs.as_mut().and_then(Iterator::next),
         dst: dsts.next().flatten(),
+        after: &[],
         loss: losses.next().flatten(),
         lse: lses.next().flatten(),
         argmax: argmaxes.next().flatten(),
@@ -193,6 +197,8 @@ struct HalfBlock<'a> {
     first: usize,
     rows: usize,
     src: Option<&'a [u16]>,
+    /// The next block's logits, prefetched while this one computes.
+    next: &'a [u16],
     dst: Option<&'a mut [u16]>,
     loss: Option<&'a mut [f32]>,
     lse: Option<&'a mut [f32]>,
@@ -221,6 +227,7 @@ fn run_half(
     let want_argmax = argmax.is_some();
     let (ss, ds) = (layout.src_stride, layout.dst_stride);
     let mut srcs = src.map(|s| s.chunks(br * ss));
+    let mut nexts = src.map(|s| s.chunks(br * ss).skip(1));
     let mut dsts = pieces(dst, br * ds);
     let mut losses = pieces(loss, br);
     let mut lses = pieces(lse, br);
@@ -229,12 +236,15 @@ fn run_half(
         first: b * br,
         rows: br.min(rows - b * br),
         src: srcs.as_mut().and_then(Iterator::next),
+        next: nexts.as_mut().and_then(Iterator::next).unwrap_or(&[]),
         dst: dsts.next().flatten(),
         loss: losses.next().flatten(),
         lse: lses.next().flatten(),
         argmax: argmaxes.next().flatten(),
     });
     let failed = AtomicBool::new(false);
+    // A gradient much larger than the caches is written around them.
+    let stream = rows.saturating_mul(cols) >= STREAM_MIN_ELEMS;
     // Scratches are reused: a block takes a free one, or allocates one (so
     // there are at most as many as blocks running at once) and returns it.
     let free: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
@@ -249,7 +259,7 @@ fn run_half(
             scratch.resize(size, 0.0f32);
         }
         let n = b.rows * cols;
-        let acc = half_block(plan, kind, (ss, ds), want_argmax, &mut b, &mut scratch[..n]);
+        let acc = half_block(plan, (kind, stream), (ss, ds), want_argmax, &mut b, &mut scratch[..n]);
         if let Ok(mut f) = free.lock() {
             f.push(scratch);
         }
@@ -265,10 +275,14 @@ fn run_half(
     Ok(sums)
 }
 
+/// 16-bit gradients of at least this many values (8 MiB) are written with
+/// streaming stores.
+const STREAM_MIN_ELEMS: usize = 1 << 22;
+
 /// One block of [`run_half`] in `scratch` (`b.rows × cols` floats).
 fn half_block(
     plan: &Plan<'_>,
-    kind: Half,
+    (kind, stream): (Half, bool),
     (ss, ds): (usize, usize),
     want_argmax: bool,
     b: &mut HalfBlock<'_>,
@@ -291,14 +305,20 @@ fn half_block(
     let grads = b.dst.is_some();
     let (src, dst) = if grads { (None, Some(&mut scratch[..])) } else { (Some(&scratch[..]), None) };
     let outs = (b.loss.take(), b.lse.take(), b.argmax.take());
-    let block = Block { first: b.first, rows: b.rows, src, dst, loss: outs.0, lse: outs.1, argmax: outs.2 };
+    // The exp pass of the last row prefetches the next block's logits (the
+    // float32 code prefetches by float, so the 16-bit rows are seen as
+    // floats: the same bytes, reached in the first half of the pass).
+    // SAFETY: every bit pattern is a valid f32, and `align_to` only hands out
+    // the correctly aligned middle of the same memory, borrowed shared.
+    let after = unsafe { b.next.align_to::<f32>().1 };
+    let block = Block { first: b.first, rows: b.rows, src, dst, after, loss: outs.0, lse: outs.1, argmax: outs.2 };
     let acc = block_work(plan, &Layout { src_stride: cols, dst_stride: cols }, want_argmax, block);
     if let Some(d) = b.dst.as_deref_mut() {
         if ds == cols {
-            kernels::half::narrow(plan.isa, kind, scratch, d);
+            kernels::half::narrow(plan.isa, kind, scratch, d, stream);
         } else {
             for k in 0..b.rows {
-                kernels::half::narrow(plan.isa, kind, &scratch[k * cols..][..cols], &mut d[k * ds..][..cols]);
+                kernels::half::narrow(plan.isa, kind, &scratch[k * cols..][..cols], &mut d[k * ds..][..cols], stream);
             }
         }
     }
