@@ -12,6 +12,7 @@ pub use types::*;
 
 use plan::{Mode, Plan};
 pub(crate) use plan::{check_len, check_matrix, check_shape};
+use scan::Widen;
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,7 +67,21 @@ fn split_out<'a>(plan: &Plan<'_>, out: ForwardOut<'a>) -> (RowOuts<'a>, Option<&
 
 /// Runs one block of float32 rows and returns its (cross-entropy, z-loss)
 /// sums; per-row outputs are written in row order (the order of the sums).
-fn block_work(plan: &Plan<'_>, layout: &Layout, want_argmax: bool, mut b: Block<'_>) -> (f64, f64) {
+/// 16-bit logits of a block's rows (`stride` apart), which a fused call's
+/// long rows widen into their scratch rows as the scan reaches each chunk.
+struct Rows16<'a> {
+    kind: Half,
+    src: &'a [u16],
+    stride: usize,
+}
+
+fn block_work(
+    plan: &Plan<'_>,
+    layout: &Layout,
+    want_argmax: bool,
+    mut b: Block<'_>,
+    in16: Option<Rows16<'_>>,
+) -> (f64, f64) {
     let cols = plan.cols;
     let mut acc = (0.0f64, 0.0f64);
     // Per-row outputs, written in row order (the order of `acc`'s sum).
@@ -122,7 +137,10 @@ fn block_work(plan: &Plan<'_>, layout: &Layout, want_argmax: bool, mut b: Block<
         let next = next_src.unwrap_or(if has_next { next_dst } else { b.after });
         let r = match (plan.mode, dst) {
             (Mode::Forward, _) => plan.forward_row(i, src.expect("forward reads logits"), next, want_argmax),
-            (Mode::Fused, Some(d)) => plan.fused_row(i, src, d, next, want_argmax),
+            (Mode::Fused, Some(d)) => {
+                let half = in16.as_ref().map(|h| Widen { kind: h.kind, src: &h.src[k * h.stride..][..cols] });
+                plan.fused_row(i, src, d, (next, half), want_argmax)
+            }
             (Mode::Backward, Some(d)) => {
                 plan.backward_row(i, src, d, next);
                 continue;
@@ -164,7 +182,7 @@ fn run_f32(
         lse: lses.next().flatten(),
         argmax: argmaxes.next().flatten(),
     });
-    let work = |b: Block<'_>| block_work(plan, &layout, want_argmax, b);
+    let work = |b: Block<'_>| block_work(plan, &layout, want_argmax, b, None);
     parallel::run(Exec::choose(options, rows, cols), blocks, work)
 }
 
@@ -279,6 +297,25 @@ fn run_half(
 /// streaming stores.
 const STREAM_MIN_ELEMS: usize = 1 << 22;
 
+/// Widens `rows` 16-bit rows (`stride` apart) into dense float32 rows.
+fn widen_block(
+    isa: kernels::Isa,
+    kind: Half,
+    (from, stride): (&[u16], usize),
+    scratch: &mut [f32],
+    rows: usize,
+    cols: usize,
+) {
+    if stride == cols {
+        // Dense rows: one conversion over the block (short rows stay vectorised).
+        kernels::half::widen(isa, kind, from, scratch);
+    } else {
+        for k in 0..rows {
+            kernels::half::widen(isa, kind, &from[k * stride..][..cols], &mut scratch[k * cols..][..cols]);
+        }
+    }
+}
+
 /// One block of [`run_half`] in `scratch` (`b.rows × cols` floats).
 fn half_block(
     plan: &Plan<'_>,
@@ -294,13 +331,11 @@ fn half_block(
         (None, Some(d)) => (d, ds),
         (None, None) => unreachable!("a call reads logits"),
     };
-    if stride == cols {
-        // Dense rows: one conversion over the block (short rows stay vectorised).
-        kernels::half::widen(plan.isa, kind, from, scratch);
-    } else {
-        for k in 0..b.rows {
-            kernels::half::widen(plan.isa, kind, &from[k * stride..][..cols], &mut scratch[k * cols..][..cols]);
-        }
+    // Long rows of a fused call widen chunk by chunk inside the scan; other
+    // blocks are widened whole first.
+    let in_row = plan.mode == Mode::Fused && !plan.short_path();
+    if !in_row {
+        widen_block(plan.isa, kind, (from, stride), scratch, b.rows, cols);
     }
     let grads = b.dst.is_some();
     let (src, dst) = if grads { (None, Some(&mut scratch[..])) } else { (Some(&scratch[..]), None) };
@@ -312,7 +347,8 @@ fn half_block(
     // the correctly aligned middle of the same memory, borrowed shared.
     let after = unsafe { b.next.align_to::<f32>().1 };
     let block = Block { first: b.first, rows: b.rows, src, dst, after, loss: outs.0, lse: outs.1, argmax: outs.2 };
-    let acc = block_work(plan, &Layout { src_stride: cols, dst_stride: cols }, want_argmax, block);
+    let in16 = in_row.then_some(Rows16 { kind, src: from, stride });
+    let acc = block_work(plan, &Layout { src_stride: cols, dst_stride: cols }, want_argmax, block, in16);
     if let Some(d) = b.dst.as_deref_mut() {
         if ds == cols {
             kernels::half::narrow(plan.isa, kind, scratch, d, stream);

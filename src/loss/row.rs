@@ -11,7 +11,7 @@
 //! `y`), plus `2·s·lse·p_j`, times `1 − t_j²` under a softcap.
 
 use super::plan::{Mode, Plan};
-use super::scan::{RowIo, Scan, scan};
+use super::scan::{RowIo, Scan, Widen, scan};
 use super::types::Targets;
 use crate::kernels::{self, Coef, Grad, Io, Logit};
 
@@ -79,12 +79,12 @@ impl Plan<'_> {
     }
 
     /// Scans the row (max, Σexp, dots, label logit); see [`scan`].
-    fn scan(&self, t: Target<'_>, io: RowIo<'_, '_>, next: &[f32]) -> Scan {
+    fn scan(&self, t: Target<'_>, io: RowIo<'_, '_>, next: &[f32], half: Option<Widen<'_>>) -> Scan {
         let label = match t {
             Target::Label(y) => Some(y),
             _ => None,
         };
-        let mut s = scan(self.isa, io, self.logit, self.dot_coef(t), label, next);
+        let mut s = scan(self.isa, io, self.logit, self.dot_coef(t), label, (next, half));
         if !matches!(t, Target::Probs(_)) {
             s.total = self.weight_total;
         }
@@ -138,7 +138,7 @@ impl Plan<'_> {
     pub(crate) fn forward_row(&self, i: usize, row: &[f32], next: &[f32], want_argmax: bool) -> RowOut {
         let t = target(self, i);
         let argmax = self.argmax(row, want_argmax);
-        let s = self.scan(t, RowIo::Read(row), next);
+        let s = self.scan(t, RowIo::Read(row), next, None);
         self.finish(t, &s, argmax)
     }
 
@@ -183,22 +183,28 @@ impl Plan<'_> {
     }
 
     /// Forward and gradient of one row. `src` is the logits row, or `None`
-    /// when `dst` holds the logits (in place); `next` is the next row to
+    /// when `dst` holds the logits (in place) or `half` does (16-bit logits,
+    /// widened into `dst` as the scan goes); `next` is the next row to
     /// prefetch (or empty).
     pub(crate) fn fused_row(
         &self,
         i: usize,
         src: Option<&[f32]>,
         dst: &mut [f32],
-        next: &[f32],
+        (next, mut half): (&[f32], Option<Widen<'_>>),
         want_argmax: bool,
     ) -> RowOut {
         debug_assert_eq!(self.mode, Mode::Fused);
         let t = target(self, i);
+        if let Some(h) = half.filter(|_| want_argmax) {
+            // The argmax pass reads the whole row first: widen it all.
+            kernels::half::widen(self.isa, h.kind, h.src, dst);
+            half = None;
+        }
         let argmax = self.argmax(src.unwrap_or(dst), want_argmax);
         // One pass: max and Σexp chunk by chunk; dst now holds exp(z − base)
         // per chunk (or tanh(z/cap) under a softcap).
-        let s = self.scan(t, RowIo::Store { src, dst }, next);
+        let s = self.scan(t, RowIo::Store { src, dst }, next, half);
         let out = self.finish(t, &s, argmax);
         if matches!(t, Target::Ignored) {
             dst.fill(0.0);
@@ -280,7 +286,7 @@ impl Plan<'_> {
                 (l, 1.0, f64::from(l), total, ty)
             }
             None => {
-                let s = self.scan(t, RowIo::Read(row), next);
+                let s = self.scan(t, RowIo::Read(row), next, None);
                 (s.max, 1.0 / s.sum, Self::lse_of(s.max, s.sum), s.total, s.ty)
             }
         };

@@ -28,6 +28,23 @@ pub(crate) enum RowIo<'a, 'b> {
     Store { src: Option<&'a [f32]>, dst: &'b mut [f32] },
 }
 
+/// 16-bit logits for an in-place `Store`: `dst` is filled from them (widened
+/// exactly) one chunk ahead of its use, so each chunk goes from the 16-bit
+/// row to L1 and is consumed there.
+#[derive(Clone, Copy)]
+pub(crate) struct Widen<'a> {
+    pub kind: kernels::Half,
+    pub src: &'a [u16],
+}
+
+/// Widens `src[*done..upto]` into `dst` (the 16-bit rows of [`RowIo::Widen`]).
+fn widen_to(isa: Isa, kind: kernels::Half, src: &[u16], dst: &mut [f32], done: &mut usize, upto: usize) {
+    if upto > *done {
+        kernels::half::widen(isa, kind, &src[*done..upto], &mut dst[*done..upto]);
+        *done = upto;
+    }
+}
+
 /// What the scan found.
 pub(crate) struct Scan {
     /// Row maximum of `z'` (NaN skipped; −inf if every value is −inf or NaN).
@@ -57,12 +74,15 @@ pub(crate) fn scan(
     how: Logit,
     coef: Option<Coef<'_>>,
     label: Option<usize>,
-    next: &[f32],
+    (next, half): (&[f32], Option<Widen<'_>>),
 ) -> Scan {
     let cols = match &io {
         RowIo::Read(r) => r.len(),
         RowIo::Store { dst, .. } => dst.len(),
     };
+    // With 16-bit logits, how far `dst` holds them widened.
+    let mut widened = 0;
+    debug_assert!(half.is_none() || matches!(io, RowIo::Store { src: None, .. }));
     let chunk = chunk_len(cols);
     let stored = match (&io, how) {
         (RowIo::Store { .. }, Logit::Softcap(cap)) => Logit::Tanh(cap),
@@ -86,6 +106,10 @@ pub(crate) fn scan(
     let mut pending_max: Option<f32> = None;
     for (c, start) in (0..cols).step_by(chunk).enumerate() {
         let r = start..(start + chunk).min(cols);
+        if let (Some(h), RowIo::Store { dst, .. }) = (half, &mut io) {
+            // This chunk and the next (whose max the exp loop takes).
+            widen_to(isa, h.kind, h.src, dst, &mut widened, (r.end + chunk).min(cols));
+        }
         // 1. The chunk's max (storing tanh under a softcap in a fused call).
         let m = if let Some(m) = pending_max.take() {
             m
