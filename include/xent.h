@@ -317,7 +317,10 @@ XentStatus xent_forward_bf16(const uint16_t *logits,
  xent_forward_backward on the widened logits, and the gradient is that
  call's float32 gradient rounded once to nearest even (subnormals kept,
  NaN stays NaN). `grad_logits` may be exactly `logits` with the same
- stride (in place).
+ stride (in place). The 16-bit calls compute in a float32 scratch of one
+ block of rows per block running at once (at most max(16384, classes)
+ floats each), allocated for the call: XENT_STATUS_ALLOCATION_FAILED if
+ that fails.
 
  # Safety
  Every non-NULL pointer must be valid for the extent its sizes describe.
