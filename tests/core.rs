@@ -192,18 +192,6 @@ impl Dense for Fused {
     }
 }
 
-fn for_each_isa(f: impl Fn(Isa)) {
-    for isa in [Isa::Scalar, Isa::Avx2, Isa::Avx512] {
-        if isa.capped() != isa {
-            println!("skipping {}: this CPU lacks it", isa.name());
-            continue;
-        }
-        Isa::override_for_this_thread(Some(isa));
-        f(isa);
-    }
-    Isa::override_for_this_thread(None);
-}
-
 #[test]
 fn random_cases_match_the_reference_on_every_path() {
     for_each_isa(|isa| {

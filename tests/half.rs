@@ -15,18 +15,6 @@ use xent::loss::*;
 
 const KINDS: [Half; 2] = [Half::Bf16, Half::F16];
 
-fn for_each_isa(f: impl Fn(Isa)) {
-    for isa in [Isa::Scalar, Isa::Avx2, Isa::Avx512] {
-        if isa.capped() != isa {
-            println!("skipping {}: this CPU lacks it", isa.name());
-            continue;
-        }
-        Isa::override_for_this_thread(Some(isa));
-        f(isa);
-    }
-    Isa::override_for_this_thread(None);
-}
-
 // ---- the oracle: formats described by their parameters, values in f64 ----
 
 /// (exponent bits, mantissa bits) of a format.

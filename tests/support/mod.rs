@@ -4,7 +4,22 @@
 
 pub mod reference;
 
+use xent::kernels::Isa;
 use xent::loss::*;
+
+/// Runs `f` on every kernel path this CPU has, with this thread's calls
+/// forced onto it (and says which paths it skips).
+pub fn for_each_isa(f: impl Fn(Isa)) {
+    for isa in [Isa::Scalar, Isa::Avx2, Isa::Avx512] {
+        if isa.capped() != isa {
+            println!("skipping {}: this CPU lacks it", isa.name());
+            continue;
+        }
+        Isa::override_for_this_thread(Some(isa));
+        f(isa);
+    }
+    Isa::override_for_this_thread(None);
+}
 
 /// splitmix64: deterministic, seedable, good enough for test data.
 pub struct Rng(pub u64);
