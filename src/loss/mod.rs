@@ -224,11 +224,13 @@ struct HalfBlock<'a> {
 }
 
 /// As [`run_f32`] for bfloat16 / binary16 logits: each block of rows is
-/// widened (exactly) into a float32 scratch of its own, computed there by the
-/// float32 code in place, and its gradient rounded to nearest even, so the
-/// results are the float32 call's on the widened logits. A scratch holds one
-/// block (at most max(16384, classes) floats); there are at most as many as
-/// blocks running at once, allocated during the call and freed at its end.
+/// widened (exactly) into a float32 scratch of its own — long rows of a
+/// fused call chunk by chunk inside the scan, others whole — computed there
+/// by the float32 code in place, and its gradient rounded to nearest even
+/// (with streaming stores when large), so the results are the float32 call's
+/// on the widened logits. A scratch holds one block (at most max(16384,
+/// classes) floats); there are at most as many as blocks running at once,
+/// allocated during the call and freed at its end.
 fn run_half(
     plan: &Plan<'_>,
     options: &Options<'_>,
