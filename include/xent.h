@@ -89,6 +89,34 @@ typedef struct XentOptions {
 typedef uint32_t XentStatus;
 
 /*
+ The per-row statistics of a shard, and of merged shards. Plain old data
+ (`#[repr(C)]`, five floats) so a message-passing library can reduce it.
+ */
+typedef struct XentShardStats {
+  /*
+   Largest `z'` (NaN skipped; −inf when every value is −inf).
+   */
+  float max;
+  /*
+   `Σ exp(z' − max)` (NaN when a value is NaN, or +inf without softcap).
+   */
+  float sum_exp;
+  /*
+   `z'` at the row's label when the label is in the shard, else 0.
+   */
+  float target_logit;
+  /*
+   `Σ w_j (z'_j − max)` when label smoothing is on (−inf if every value
+   is −inf), else 0.
+   */
+  float weighted_logit_sum;
+  /*
+   `Σ w_j` (class weights, or ones) when label smoothing is on, else 0.
+   */
+  float weight_sum;
+} XentShardStats;
+
+/*
  Success.
  */
 #define XENT_STATUS_OK 0
@@ -455,6 +483,80 @@ XentStatus xent_linear_forward_backward(const float *hidden,
                                         float *grad_bias,
                                         void *workspace,
                                         size_t workspace_size);
+
+/*
+ Per-row statistics of one vocabulary shard (`XentShardStats`, four floats
+ per row): `logits` holds classes [class_offset, class_offset +
+ shard_classes) of every row (row i at `logits + i * row_stride`) out of
+ `total_classes`. `labels` and `class_weights` are global (weights has
+ `total_classes` entries). Combine the shards' statistics with
+ xent_shard_stats_merge (one MPI_Allreduce), then call xent_shard_loss and
+ xent_shard_backward. On failure nothing is written.
+
+ # Safety
+ Every non-NULL pointer must be valid for the extent its sizes describe.
+ */
+XentStatus xent_shard_stats(const float *logits,
+                            size_t rows,
+                            size_t shard_classes,
+                            size_t row_stride,
+                            size_t class_offset,
+                            size_t total_classes,
+                            const int32_t *labels,
+                            const struct XentOptions *options,
+                            struct XentShardStats *stats);
+
+/*
+ Merges `rows` statistics of `in` into `inout` (associative and
+ commutative up to float rounding, like an online softmax): the shape of
+ an MPI_User_function, so `MPI_Op_create` on a thin wrapper gives the
+ all-reduce operation. NULL pointers or `rows == 0` do nothing. Element by
+ element, so `in` may even be `inout`.
+
+ # Safety
+ `in` and `inout` must each hold `rows` statistics.
+ */
+void xent_shard_stats_merge(const struct XentShardStats *input,
+                            struct XentShardStats *inout,
+                            size_t rows);
+
+/*
+ The loss (1 value, or `rows` for NONE) and optionally the per-row
+ log-sum-exp from merged statistics, equal to the unsharded
+ xent_forward's (within float rounding).
+
+ # Safety
+ Every non-NULL pointer must be valid for the extent its sizes describe.
+ */
+XentStatus xent_shard_loss(const struct XentShardStats *merged,
+                           size_t rows,
+                           size_t total_classes,
+                           const int32_t *labels,
+                           const struct XentOptions *options,
+                           float *loss,
+                           float *lse);
+
+/*
+ The gradient of this shard's logits given the merged statistics and the
+ upstream gradient `grad_loss` (1 value, or `rows` for NONE): the
+ unsharded xent_backward's gradient restricted to the shard's classes.
+ `grad_logits` may be exactly `logits` with the same stride (in place).
+
+ # Safety
+ Every non-NULL pointer must be valid for the extent its sizes describe.
+ */
+XentStatus xent_shard_backward(const float *logits,
+                               size_t rows,
+                               size_t shard_classes,
+                               size_t row_stride,
+                               size_t class_offset,
+                               size_t total_classes,
+                               const int32_t *labels,
+                               const struct XentOptions *options,
+                               const struct XentShardStats *merged,
+                               const float *grad_loss,
+                               float *grad_logits,
+                               size_t grad_row_stride);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -3,12 +3,16 @@
 
 mod args;
 mod linear;
+mod shard;
 mod status;
 
 use core::ffi::{c_char, c_void};
 
 use args::{Call, Kind, RawTargets};
 use linear::{GradPtrs, LinearCall};
+use shard::ShardCall;
+
+pub use crate::loss::shard::ShardStats;
 pub use status::*;
 
 /// The default options: MEAN, ignore_index -100, no weights, no smoothing,
@@ -476,4 +480,101 @@ pub unsafe extern "C" fn xent_linear_forward_backward(
     };
     // SAFETY: the caller's pointer contract, forwarded.
     guard(|| unsafe { call.run() })
+}
+
+/// Per-row statistics of one vocabulary shard (`XentShardStats`, four floats
+/// per row): `logits` holds classes [class_offset, class_offset +
+/// shard_classes) of every row (row i at `logits + i * row_stride`) out of
+/// `total_classes`. `labels` and `class_weights` are global (weights has
+/// `total_classes` entries). Combine the shards' statistics with
+/// xent_shard_stats_merge (one MPI_Allreduce), then call xent_shard_loss and
+/// xent_shard_backward. On failure nothing is written.
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the extent its sizes describe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_shard_stats(
+    logits: *const f32,
+    rows: usize,
+    shard_classes: usize,
+    row_stride: usize,
+    class_offset: usize,
+    total_classes: usize,
+    labels: *const i32,
+    options: *const XentOptions,
+    stats: *mut ShardStats,
+) -> XentStatus {
+    let call = ShardCall { logits, rows, shard_classes, row_stride, class_offset, total_classes, labels, options };
+    // SAFETY: the caller's pointer contract, forwarded.
+    guard(|| unsafe { call.stats(stats) })
+}
+
+/// Merges `rows` statistics of `in` into `inout` (associative and
+/// commutative up to float rounding, like an online softmax): the shape of
+/// an MPI_User_function, so `MPI_Op_create` on a thin wrapper gives the
+/// all-reduce operation. NULL pointers or `rows == 0` do nothing. Element by
+/// element, so `in` may even be `inout`.
+///
+/// # Safety
+/// `in` and `inout` must each hold `rows` statistics.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_shard_stats_merge(input: *const ShardStats, inout: *mut ShardStats, rows: usize) {
+    if input.is_null() || inout.is_null() || rows == 0 {
+        return;
+    }
+    for i in 0..rows {
+        // SAFETY: the caller's contract: both hold `rows` values; each is
+        // read into a local before the one write, so aliasing is harmless.
+        unsafe {
+            let (a, b) = (input.add(i).read_unaligned(), inout.add(i).read_unaligned());
+            inout.add(i).write_unaligned(crate::loss::shard::merge_one(a, b));
+        }
+    }
+}
+
+/// The loss (1 value, or `rows` for NONE) and optionally the per-row
+/// log-sum-exp from merged statistics, equal to the unsharded
+/// xent_forward's (within float rounding).
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the extent its sizes describe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_shard_loss(
+    merged: *const ShardStats,
+    rows: usize,
+    total_classes: usize,
+    labels: *const i32,
+    options: *const XentOptions,
+    loss: *mut f32,
+    lse: *mut f32,
+) -> XentStatus {
+    // SAFETY: the caller's pointer contract, forwarded.
+    guard(|| unsafe { shard::loss(merged, rows, total_classes, labels, options, loss, lse) })
+}
+
+/// The gradient of this shard's logits given the merged statistics and the
+/// upstream gradient `grad_loss` (1 value, or `rows` for NONE): the
+/// unsharded xent_backward's gradient restricted to the shard's classes.
+/// `grad_logits` may be exactly `logits` with the same stride (in place).
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the extent its sizes describe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_shard_backward(
+    logits: *const f32,
+    rows: usize,
+    shard_classes: usize,
+    row_stride: usize,
+    class_offset: usize,
+    total_classes: usize,
+    labels: *const i32,
+    options: *const XentOptions,
+    merged: *const ShardStats,
+    grad_loss: *const f32,
+    grad_logits: *mut f32,
+    grad_row_stride: usize,
+) -> XentStatus {
+    let call = ShardCall { logits, rows, shard_classes, row_stride, class_offset, total_classes, labels, options };
+    // SAFETY: the caller's pointer contract, forwarded.
+    guard(|| unsafe { call.backward(merged, grad_loss, grad_logits, grad_row_stride) })
 }

@@ -5,6 +5,7 @@
 mod plan;
 mod row;
 mod scan;
+pub mod shard;
 mod short;
 mod types;
 
