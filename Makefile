@@ -5,7 +5,7 @@ RELEASE = target/release
 HARNESS = target/tmp/harness_shared
 SAN_HARNESS = target/tmp/harness_asan
 
-.PHONY: all build demo test test-rust test-valgrind test-asan lint bench bench-linear bench-compare clean
+.PHONY: all build demo test test-rust test-valgrind test-asan test-mpi lint bench bench-linear bench-compare clean
 
 all: build
 
@@ -24,7 +24,7 @@ demo: build
 # Every test: the Rust suites (reference, golden, paths, threads, header,
 # C harness against the shared and static library), then the C harness under
 # valgrind (if installed) and under AddressSanitizer + UBSan.
-test: test-rust test-valgrind test-asan
+test: test-rust test-valgrind test-asan test-mpi
 
 test-rust:
 	cargo test
@@ -38,6 +38,15 @@ test-asan: test-rust
 	$(CC) $(CFLAGS_C) -g -O1 -fsanitize=address,undefined -fno-omit-frame-pointer c_tests/harness.c \
 		-L target/debug/deps -lxent -lpthread -lm -Wl,-rpath,$(CURDIR)/target/debug/deps -o $(SAN_HARNESS)
 	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1 $(SAN_HARNESS)
+
+# The sharded example on 2 and 3 ranks (shards of unequal size), against the
+# library `cargo test` built; skipped, saying why, when MPI is not installed.
+MPI_SHARDED = target/tmp/mpi_sharded
+test-mpi: test-rust
+	@if command -v mpicc >/dev/null && command -v mpiexec >/dev/null; then \
+		mpicc $(CFLAGS_C) examples/mpi_sharded.c -L target/debug/deps -lxent -lm -Wl,-rpath,$(CURDIR)/target/debug/deps -o $(MPI_SHARDED) && \
+		mpiexec -n 2 $(MPI_SHARDED) && mpiexec -n 3 $(MPI_SHARDED); \
+	else echo "test-mpi skipped: mpicc/mpiexec not found (apt-get install mpich libmpich-dev)"; fi
 
 lint:
 	cargo fmt --check

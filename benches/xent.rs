@@ -88,6 +88,19 @@ fn bench(c: &mut Criterion) {
                 forward_backward(io, Targets::Labels(&labels), &opts, out).unwrap()
             })
         });
+        // One rank's work in a vocabulary-sharded step on a shard of this
+        // size: statistics, then the gradient from (here: its own) merged
+        // statistics; against `fused` on the same logits.
+        let mut stats = vec![xent::loss::shard::ShardStats::default(); rows];
+        let layout = xent::loss::shard::ShardLayout { class_offset: 0, total_classes: cols };
+        g.bench_function("shard_stats_backward", |b| {
+            b.iter(|| {
+                xent::loss::shard::shard_stats(m, layout, &labels, &opts, &mut stats).unwrap();
+                let io =
+                    LogitsGrad::Separate { logits: m, grad: MatrixMut { data: &mut grad, rows, cols, stride: cols } };
+                xent::loss::shard::shard_backward(io, layout, &labels, &opts, &stats, &[1.0]).unwrap()
+            })
+        });
         // bfloat16 logits and gradient (the same values rounded to bf16).
         let logits16: Vec<Bf16> = logits.iter().map(|&x| Bf16((x.to_bits() >> 16) as u16)).collect();
         let mut grad16 = vec![Bf16(0); rows * cols];

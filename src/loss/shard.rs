@@ -13,6 +13,7 @@
 
 use super::plan::{Mode, Plan};
 use super::row::Target;
+use super::scan::{RowIo, scan};
 use super::types::*;
 use crate::kernels::{self, Coef, Grad, Io};
 
@@ -89,27 +90,27 @@ pub fn shard_stats(
     let p = plan(Mode::Forward, logits.rows, logits.cols, layout, labels, options, None)?;
     super::plan::check_len("stats", stats.len(), logits.rows)?;
     let (off, n) = (layout.class_offset, logits.cols);
+    let coef = (p.smoothing > 0.0).then(|| Coef { w: p.weights.map(|w| &w[off..off + n]), y: None, k1: 0.0, k0: 1.0 });
     for (i, st) in stats[..logits.rows].iter_mut().enumerate() {
         let row = &logits.data[i * logits.stride..][..n];
-        let max = kernels::max(p.isa, row, p.logit);
-        // All −inf (or NaN) values: shift by 0, so −inf adds 0 and NaN stays NaN.
-        let shift = if max == f32::NEG_INFINITY { 0.0 } else { max };
-        let sum = kernels::sum_exp(p.isa, Io::Read(row), p.logit, shift, &[]);
-        let target_logit = match labels[i] {
-            y if y != p.ignore_index && (off..off + n).contains(&(y as usize)) => {
-                kernels::logit_one(row[y as usize - off], p.logit).0
-            }
-            _ => 0.0,
+        let next = logits.data.get((i + 1) * logits.stride..).map_or(&[][..], |r| &r[..n.min(r.len())]);
+        let label = match labels[i] {
+            y if y != p.ignore_index && (off..off + n).contains(&(y as usize)) => Some(y as usize - off),
+            _ => None,
         };
-        let (weighted_logit_sum, weight_sum) = if p.smoothing > 0.0 {
-            let coef = Coef { w: p.weights.map(|w| &w[off..off + n]), y: None, k1: 0.0, k0: 1.0 };
-            let (total, dot) = kernels::coef_dot(p.isa, row, p.logit, shift, coef);
-            let dot = if max == f32::NEG_INFINITY && !sum.is_nan() { f64::NEG_INFINITY } else { dot };
-            (dot as f32, total as f32)
-        } else {
-            (0.0, 0.0)
+        // One chunked pass, as the unsharded forward makes: max, Σexp, the
+        // label's z' and, for smoothing, Σw and Σw(z' − max).
+        let sc = scan(p.isa, RowIo::Read(row), p.logit, coef, label, (next, None));
+        // The scan calls a row of only −inf (or NaN) values NaN; a shard of
+        // only −inf values is just empty here (others hold the row's mass).
+        let sum = if sc.max == f32::NEG_INFINITY && !row.iter().any(|x| x.is_nan()) { 0.0 } else { sc.sum };
+        let (weighted_logit_sum, weight_sum) = match coef {
+            Some(_) if sc.max == f32::NEG_INFINITY => (f32::NEG_INFINITY, sc.total as f32),
+            Some(_) => (sc.dot as f32, sc.total as f32),
+            None => (0.0, 0.0),
         };
-        *st = ShardStats { max, sum_exp: sum as f32, target_logit, weighted_logit_sum, weight_sum };
+        let target_logit = if label.is_some() { sc.zy } else { 0.0 };
+        *st = ShardStats { max: sc.max, sum_exp: sum as f32, target_logit, weighted_logit_sum, weight_sum };
     }
     Ok(())
 }
