@@ -1,4 +1,5 @@
-//! Every C example in the README must compile (with -Werror) and run.
+//! Every C example in the README must compile (with -Werror) and run:
+//! blocks fenced as `c` are complete programs (fragments are fenced `C`).
 
 use std::path::Path;
 use std::process::Command;
