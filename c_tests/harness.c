@@ -525,6 +525,48 @@ static void test_half(void) {
     free(bg2);
 }
 
+/* ---- vocabulary shards (in one process: the merge stands in for MPI) ---- */
+
+static void test_shard(void) {
+    enum { SR = 5, SC = 45, CUT = 17 };
+    XentOptions o = xent_options_default();
+    o.label_smoothing = 0.1f;
+    o.z_loss_scale = 1e-4f;
+    int32_t lab[SR] = {0, 16, 17, 44, -100};
+    XentShardStats a[SR], b[SR];
+    CHECK(xent_shard_stats(logits, SR, CUT, STRIDE, 0, SC, lab, &o, a) == 0, "stats a: %s", xent_last_error());
+    CHECK(xent_shard_stats(logits + CUT, SR, SC - CUT, STRIDE, CUT, SC, lab, &o, b) == 0, "stats b: %s", xent_last_error());
+    xent_shard_stats_merge(a, b, SR);
+    xent_shard_stats_merge(NULL, b, SR); /* no-op */
+    float l, lse[SR], want_l, want_lse[SR], one = 1.0f;
+    static float g[SR * SC], want_g[SR * STRIDE];
+    CHECK(xent_shard_loss(b, SR, SC, lab, &o, &l, lse) == 0, "loss: %s", xent_last_error());
+    CHECK(xent_shard_backward(logits, SR, CUT, STRIDE, 0, SC, lab, &o, b, &one, g, SC) == 0, "backward a: %s", xent_last_error());
+    CHECK(xent_shard_backward(logits + CUT, SR, SC - CUT, STRIDE, CUT, SC, lab, &o, b, &one, g + CUT, SC) == 0, "backward b: %s",
+          xent_last_error());
+    CHECK(xent_forward_backward(logits, SR, SC, STRIDE, lab, &o, &want_l, want_lse, NULL, want_g, STRIDE) == 0, "unsharded");
+    CHECK(fabsf(l - want_l) <= 1e-5f * fabsf(want_l), "sharded loss %.8g vs %.8g", l, want_l);
+    double worst = 0.0;
+    for (size_t i = 0; i < SR; i++) {
+        worst = fmax(worst, fabs(lse[i] - want_lse[i]));
+        for (size_t j = 0; j < SC; j++) worst = fmax(worst, fabs(g[i * SC + j] - want_g[i * STRIDE + j]));
+    }
+    CHECK(worst <= 1e-5, "sharded lse/gradient off by %g", worst);
+    /* Bad input: nothing written. */
+    XentShardStats untouched[SR];
+    memset(untouched, 0x5a, sizeof untouched);
+    XentShardStats c[SR];
+    memcpy(c, untouched, sizeof c);
+    CHECK(xent_shard_stats(logits, SR, 30, STRIDE, 20, SC, lab, &o, c) == XENT_STATUS_INVALID_SHAPE &&
+              strstr(xent_last_error(), "does not fit") != NULL, "shard beyond the row: %s", xent_last_error());
+    CHECK(xent_shard_stats(logits, SR, CUT, STRIDE, 0, SC, lab, &o, NULL) == XENT_STATUS_NULL_POINTER, "NULL stats");
+    int32_t bad[SR] = {0, 1, 2, SC, 4};
+    CHECK(xent_shard_stats(logits, SR, CUT, STRIDE, 0, SC, bad, &o, c) == XENT_STATUS_LABEL_OUT_OF_RANGE, "label");
+    CHECK(memcmp(c, untouched, sizeof c) == 0, "stats written on failure");
+    CHECK(xent_shard_backward(logits, SR, CUT, STRIDE, 0, SC, lab, &o, b, &one, (float *)logits + 1, STRIDE) ==
+              XENT_STATUS_INVALID_ARGUMENT, "overlapping gradient");
+}
+
 /* ---- many threads at once; last_error is per thread ---- */
 
 static void *hammer(void *arg) {
@@ -564,6 +606,7 @@ int main(void) {
     test_linear();
     test_linear_parallel();
     test_half();
+    test_shard();
     test_threads();
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures != 0;
