@@ -402,7 +402,7 @@ XentStatus xent_forward_backward_f16(const uint16_t *logits,
 
 /*
  Bytes of the workspace xent_linear_forward / xent_linear_forward_backward
- allocate when given none: one chunk of rows (as many as about 40 MiB of
+ allocate when given none: one chunk of rows (as many as about 32 MiB of
  logits hold, at least 32 and at most 1024, and at most `rows`) plus
  alignment slack. It depends on `dim` and `classes` and stops growing with
  `rows` at one chunk. 0 if `dim` or `classes` is 0

@@ -511,7 +511,7 @@ fn bad_shapes_are_rejected_before_anything_is_written() {
 fn default_workspace_stops_growing_with_rows() {
     let a = workspace_len(100_000, 1024, 32_000).expect("size");
     assert_eq!(a, workspace_len(10_000_000, 1024, 32_000).expect("size"));
-    // A chunk's logits are about 40 MiB: well under the 500 MiB of all logits.
+    // A chunk's logits are about 32 MiB: well under the 500 MiB of all logits.
     assert!(a * 4 < 64 << 20, "{a}");
     assert!(workspace_len(3, 10, 10).expect("size") < workspace_len(300, 10, 10).expect("size"));
     assert_eq!(workspace_len(5, 0, 10), None);

@@ -61,11 +61,12 @@ fn tile_classes(classes: usize) -> usize {
 const TILE_DIM: usize = 512;
 /// Workspace rows start on 64-byte boundaries.
 const ALIGN: usize = 16;
-/// Logits a default chunk holds (40 MiB), and bounds on its rows. Every
+/// Logits a default chunk holds (32 MiB), and bounds on its rows. Every
 /// chunk packs the whole weight twice for matrixmultiply, so fewer, larger
-/// chunks are faster; 40 MiB keeps a call within 64 MiB of its inputs and
-/// outputs.
-const DEFAULT_CHUNK_LOGITS: usize = 10 << 20;
+/// chunks are faster; 32 MiB keeps a call within 64 MiB of its inputs and
+/// outputs on one thread and on two (where glibc keeps more of
+/// matrixmultiply's packing buffers; see BENCHMARKS.md §5).
+const DEFAULT_CHUNK_LOGITS: usize = 8 << 20;
 const MIN_CHUNK: usize = 32;
 const MAX_CHUNK: usize = 1024;
 
