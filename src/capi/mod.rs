@@ -234,6 +234,44 @@ pub unsafe extern "C" fn xent_soft_forward_backward(
     unsafe { call.status() }
 }
 
+/// The 16-bit forward entry points, for element type `T`.
+///
+/// # Safety
+/// As the entry points.
+unsafe fn forward_16<T: crate::loss::Element>(
+    logits: *const u16,
+    (rows, classes, row_stride): (usize, usize, usize),
+    labels: *const i32,
+    options: *const XentOptions,
+    (loss, lse, argmax): (*mut f32, *mut f32, *mut i32),
+) -> XentStatus {
+    let call =
+        Call::new(Kind::Forward, logits.cast::<T>(), rows, classes, row_stride, RawTargets::Labels(labels), options)
+            .outputs(loss, lse, argmax);
+    // SAFETY: forwarded from the caller.
+    unsafe { call.status() }
+}
+
+/// The 16-bit fused entry points, for element type `T`.
+///
+/// # Safety
+/// As the entry points.
+unsafe fn forward_backward_16<T: crate::loss::Element>(
+    logits: *const u16,
+    (rows, classes, row_stride): (usize, usize, usize),
+    labels: *const i32,
+    options: *const XentOptions,
+    (loss, lse, argmax): (*mut f32, *mut f32, *mut i32),
+    (grad, grad_stride): (*mut u16, usize),
+) -> XentStatus {
+    let logits = logits.cast::<T>();
+    let call = Call::new(Kind::ForwardBackward, logits, rows, classes, row_stride, RawTargets::Labels(labels), options)
+        .outputs(loss, lse, argmax)
+        .gradient(grad.cast::<T>(), grad_stride);
+    // SAFETY: forwarded from the caller.
+    unsafe { call.status() }
+}
+
 /// As xent_forward, with bfloat16 logits given as raw bit patterns (the top
 /// 16 bits of a float32). They are widened to float32 exactly and every
 /// result is bit-identical to xent_forward on the widened logits. `logits`
@@ -253,11 +291,10 @@ pub unsafe extern "C" fn xent_forward_bf16(
     lse: *mut f32,
     argmax: *mut i32,
 ) -> XentStatus {
-    let logits = logits.cast::<crate::loss::Bf16>();
-    let call = Call::new(Kind::Forward, logits, rows, classes, row_stride, RawTargets::Labels(labels), options)
-        .outputs(loss, lse, argmax);
     // SAFETY: the caller's pointer contract, forwarded.
-    unsafe { call.status() }
+    unsafe {
+        forward_16::<crate::loss::Bf16>(logits, (rows, classes, row_stride), labels, options, (loss, lse, argmax))
+    }
 }
 
 /// As xent_forward_backward, with bfloat16 logits and gradient (raw bit
@@ -286,12 +323,12 @@ pub unsafe extern "C" fn xent_forward_backward_bf16(
     grad_logits: *mut u16,
     grad_row_stride: usize,
 ) -> XentStatus {
-    let (logits, grad) = (logits.cast::<crate::loss::Bf16>(), grad_logits.cast::<crate::loss::Bf16>());
-    let call = Call::new(Kind::ForwardBackward, logits, rows, classes, row_stride, RawTargets::Labels(labels), options)
-        .outputs(loss, lse, argmax)
-        .gradient(grad, grad_row_stride);
+    let shape = (rows, classes, row_stride);
+    let out = (loss, lse, argmax);
     // SAFETY: the caller's pointer contract, forwarded.
-    unsafe { call.status() }
+    unsafe {
+        forward_backward_16::<crate::loss::Bf16>(logits, shape, labels, options, out, (grad_logits, grad_row_stride))
+    }
 }
 
 /// As xent_forward_bf16, with IEEE 754 binary16 logits (raw bit patterns).
@@ -310,11 +347,8 @@ pub unsafe extern "C" fn xent_forward_f16(
     lse: *mut f32,
     argmax: *mut i32,
 ) -> XentStatus {
-    let logits = logits.cast::<crate::loss::F16>();
-    let call = Call::new(Kind::Forward, logits, rows, classes, row_stride, RawTargets::Labels(labels), options)
-        .outputs(loss, lse, argmax);
     // SAFETY: the caller's pointer contract, forwarded.
-    unsafe { call.status() }
+    unsafe { forward_16::<crate::loss::F16>(logits, (rows, classes, row_stride), labels, options, (loss, lse, argmax)) }
 }
 
 /// As xent_forward_backward_bf16, with IEEE 754 binary16 logits and
@@ -336,12 +370,12 @@ pub unsafe extern "C" fn xent_forward_backward_f16(
     grad_logits: *mut u16,
     grad_row_stride: usize,
 ) -> XentStatus {
-    let (logits, grad) = (logits.cast::<crate::loss::F16>(), grad_logits.cast::<crate::loss::F16>());
-    let call = Call::new(Kind::ForwardBackward, logits, rows, classes, row_stride, RawTargets::Labels(labels), options)
-        .outputs(loss, lse, argmax)
-        .gradient(grad, grad_row_stride);
+    let shape = (rows, classes, row_stride);
+    let out = (loss, lse, argmax);
     // SAFETY: the caller's pointer contract, forwarded.
-    unsafe { call.status() }
+    unsafe {
+        forward_backward_16::<crate::loss::F16>(logits, shape, labels, options, out, (grad_logits, grad_row_stride))
+    }
 }
 
 /// Bytes of the workspace xent_linear_forward / xent_linear_forward_backward
