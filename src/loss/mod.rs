@@ -21,18 +21,46 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::kernels::{self, Rows};
 use crate::parallel::{self, Exec};
 
-/// A block of consecutive rows and the slices of every buffer it touches.
-struct Block<'a> {
+/// A block of consecutive rows and the slices of every buffer it touches;
+/// `T` is the logits' element type (`f32`, or `u16` for 16-bit logits).
+struct Block<'a, T = f32> {
     first: usize,
     rows: usize,
-    src: Option<&'a [f32]>,
-    dst: Option<&'a mut [f32]>,
-    /// Memory to prefetch while the block's last row computes (the next
-    /// block's 16-bit logits, seen as floats; empty for float32 blocks).
-    after: &'a [f32],
+    src: Option<&'a [T]>,
+    /// The next block's logits (empty in place or for the last block),
+    /// prefetched while this block's last row computes.
+    next: &'a [T],
+    dst: Option<&'a mut [T]>,
     loss: Option<&'a mut [f32]>,
     lse: Option<&'a mut [f32]>,
     argmax: Option<&'a mut [i32]>,
+}
+
+/// Splits a call's buffers into blocks of `br` rows, in order.
+fn blocks<'a, T>(
+    rows: usize,
+    br: usize,
+    layout: &Layout,
+    src: Option<&'a [T]>,
+    dst: Option<&'a mut [T]>,
+    out: RowOuts<'a>,
+) -> impl ExactSizeIterator<Item = Block<'a, T>> + use<'a, T> {
+    let mut srcs = src.map(|s| s.chunks(br * layout.src_stride));
+    let mut nexts = src.map(|s| s.chunks(br * layout.src_stride).skip(1));
+    let mut dsts = pieces(dst, br * layout.dst_stride);
+    let mut losses = pieces(out.loss, br);
+    let mut lses = pieces(out.lse, br);
+    let mut argmaxes = pieces(out.argmax, br);
+    (0..rows.div_ceil(br)).map(move |b| Block {
+        first: b * br,
+        rows: br.min(rows - b * br),
+        src: srcs.as_mut().and_then(Iterator::next),
+        next: nexts.as_mut().and_then(Iterator::next).unwrap_or(&[]),
+        dst: dsts.next().flatten(),
+        loss: losses.next().flatten(),
+        lse: lses.next().flatten(),
+        argmax: argmaxes.next().flatten(),
+    })
 }
 
 fn canonical(x: f64) -> f32 {
@@ -135,7 +163,7 @@ fn block_work(
             }
             None => (None, &[][..]),
         };
-        let next = next_src.unwrap_or(if has_next { next_dst } else { b.after });
+        let next = next_src.unwrap_or(if has_next { next_dst } else { &b.next[..cols.min(b.next.len())] });
         let r = match (plan.mode, dst) {
             (Mode::Forward, _) => plan.forward_row(i, src.expect("forward reads logits"), next, want_argmax),
             (Mode::Fused, Some(d)) => {
@@ -164,25 +192,8 @@ fn run_f32(
     out: RowOuts<'_>,
 ) -> Result<(f64, f64)> {
     let (rows, cols) = (plan.rows, plan.cols);
-    let br = parallel::block_rows(cols);
-    let n_blocks = rows.div_ceil(br);
-    let RowOuts { loss: per_row_loss, lse, argmax } = out;
-    let want_argmax = argmax.is_some();
-    let mut srcs = src.map(|s| s.chunks(br * layout.src_stride));
-    let mut dsts = pieces(dst, br * layout.dst_stride);
-    let mut losses = pieces(per_row_loss, br);
-    let mut lses = pieces(lse, br);
-    let mut argmaxes = pieces(argmax, br);
-    let blocks = (0..n_blocks).map(|b| Block {
-        first: b * br,
-        rows: br.min(rows - b * br),
-        src: srcs.as_mut().and_then(Iterator::next),
-        dst: dsts.next().flatten(),
-        after: &[],
-        loss: losses.next().flatten(),
-        lse: lses.next().flatten(),
-        argmax: argmaxes.next().flatten(),
-    });
+    let want_argmax = out.argmax.is_some();
+    let blocks = blocks(rows, parallel::block_rows(cols), &layout, src, dst, out);
     let work = |b: Block<'_>| block_work(plan, &layout, want_argmax, b, None);
     parallel::run(Exec::choose(options, rows, cols), blocks, work)
 }
@@ -210,20 +221,6 @@ fn run(
     }
 }
 
-/// A block of consecutive 16-bit rows: widened into a float32 scratch,
-/// run by [`block_work`] in place there, and the gradient rounded back.
-struct HalfBlock<'a> {
-    first: usize,
-    rows: usize,
-    src: Option<&'a [u16]>,
-    /// The next block's logits, prefetched while this one computes.
-    next: &'a [u16],
-    dst: Option<&'a mut [u16]>,
-    loss: Option<&'a mut [f32]>,
-    lse: Option<&'a mut [f32]>,
-    argmax: Option<&'a mut [i32]>,
-}
-
 /// As [`run_f32`] for bfloat16 / binary16 logits: each block of rows is
 /// widened (exactly) into a float32 scratch of its own — long rows of a
 /// fused call chunk by chunk inside the scan, others whole — computed there
@@ -243,26 +240,9 @@ fn run_half(
 ) -> Result<(f64, f64)> {
     let (rows, cols) = (plan.rows, plan.cols);
     let br = parallel::block_rows(cols);
-    let n_blocks = rows.div_ceil(br);
-    let RowOuts { loss, lse, argmax } = out;
-    let want_argmax = argmax.is_some();
+    let want_argmax = out.argmax.is_some();
     let (ss, ds) = (layout.src_stride, layout.dst_stride);
-    let mut srcs = src.map(|s| s.chunks(br * ss));
-    let mut nexts = src.map(|s| s.chunks(br * ss).skip(1));
-    let mut dsts = pieces(dst, br * ds);
-    let mut losses = pieces(loss, br);
-    let mut lses = pieces(lse, br);
-    let mut argmaxes = pieces(argmax, br);
-    let blocks = (0..n_blocks).map(|b| HalfBlock {
-        first: b * br,
-        rows: br.min(rows - b * br),
-        src: srcs.as_mut().and_then(Iterator::next),
-        next: nexts.as_mut().and_then(Iterator::next).unwrap_or(&[]),
-        dst: dsts.next().flatten(),
-        loss: losses.next().flatten(),
-        lse: lses.next().flatten(),
-        argmax: argmaxes.next().flatten(),
-    });
+    let blocks = blocks(rows, br, &layout, src, dst, out);
     let failed = AtomicBool::new(false);
     // A gradient much larger than the caches is written around them.
     let stream = rows.saturating_mul(cols) >= STREAM_MIN_ELEMS;
@@ -270,7 +250,7 @@ fn run_half(
     // there are at most as many as blocks running at once) and returns it.
     let free: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
     let size = br.min(rows.max(1)) * cols;
-    let work = |mut b: HalfBlock<'_>| {
+    let work = |mut b: Block<'_, u16>| {
         let mut scratch = free.lock().ok().and_then(|mut f| f.pop()).unwrap_or_default();
         if scratch.is_empty() {
             if scratch.try_reserve_exact(size).is_err() {
@@ -325,7 +305,7 @@ fn half_block(
     (kind, stream): (Half, bool),
     (ss, ds): (usize, usize),
     want_argmax: bool,
-    b: &mut HalfBlock<'_>,
+    b: &mut Block<'_, u16>,
     scratch: &mut [f32],
 ) -> (f64, f64) {
     let cols = plan.cols;
@@ -348,8 +328,8 @@ fn half_block(
     // floats: the same bytes, reached in the first half of the pass).
     // SAFETY: every bit pattern is a valid f32, and `align_to` only hands out
     // the correctly aligned middle of the same memory, borrowed shared.
-    let after = unsafe { b.next.align_to::<f32>().1 };
-    let block = Block { first: b.first, rows: b.rows, src, dst, after, loss: outs.0, lse: outs.1, argmax: outs.2 };
+    let next = unsafe { b.next.align_to::<f32>().1 };
+    let block = Block { first: b.first, rows: b.rows, src, next, dst, loss: outs.0, lse: outs.1, argmax: outs.2 };
     let in16 = in_row.then_some(Rows16 { kind, src: from, stride });
     let acc = block_work(plan, &Layout { src_stride: cols, dst_stride: cols }, want_argmax, block, in16);
     if let Some(d) = b.dst.as_deref_mut() {
