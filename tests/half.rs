@@ -127,6 +127,13 @@ fn rounding_is_nearest_even_on_every_path() {
             let mut streamed = vec![0u16; inputs.len()];
             narrow_lanes(isa, kind, &inputs, &mut streamed, true);
             assert_eq!(streamed, out, "{kind:?}: streaming stores changed a value on {}", isa.name());
+            // Destinations at every 2-byte offset from a 64-byte boundary
+            // (the vector paths align their streaming stores with a head).
+            for skip in [1, 7, 31] {
+                let mut shifted = vec![0u16; inputs.len()];
+                narrow_lanes(isa, kind, &inputs[skip..], &mut shifted[skip..], true);
+                assert_eq!(shifted[skip..], out[skip..], "{kind:?}: offset {skip} changed a value on {}", isa.name());
+            }
             for (i, (&x, &h)) in inputs.iter().zip(&out).enumerate() {
                 match want[i] {
                     Some(w) => assert_eq!(h, w, "{kind:?} {:#010x} ({x:e}) on {}", x.to_bits(), isa.name()),

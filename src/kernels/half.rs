@@ -2,9 +2,10 @@
 //! rounding float32 to them, to nearest with ties to even, subnormals kept.
 //!
 //! Every path gives the same bits. bfloat16 is the top half of a float32, so
-//! widening is a shift and rounding is integer arithmetic on any ISA; the
-//! AVX-512 BF16 instruction (`vcvtneps2bf16`) is not used because it flushes
-//! subnormal inputs and outputs to zero, which is not round-to-nearest. For
+//! widening is a shift and rounding is integer arithmetic on any ISA. Where
+//! the CPU has AVX-512 BF16, rounding uses `vcvtne2ps2bf16` (32 values in
+//! one instruction), except for groups holding a subnormal, which that
+//! instruction flushes to zero: those take the integer path. For
 //! binary16 the x86 paths use F16C's `vcvtph2ps` / `vcvtps2ph` (AVX-512F has
 //! the 16-lane forms), which are IEEE conversions; the portable code below
 //! matches them, NaNs included (quieted, payload kept as far as it fits).
@@ -122,6 +123,54 @@ mod x86 {
         widen_scalar(kind, &src[full..n], &mut dst[full..n]);
     }
 
+    /// Does this CPU have AVX-512 BF16 (and DQ, for the subnormal test)?
+    pub(super) fn has_bf16() -> bool {
+        static BF16: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *BF16.get_or_init(|| {
+            std::arch::is_x86_feature_detected!("avx512bf16") && std::arch::is_x86_feature_detected!("avx512dq")
+        })
+    }
+
+    /// bfloat16 rounding by `vcvtne2ps2bf16`, 32 values at a time. The
+    /// instruction rounds to nearest even and quiets NaNs as the portable
+    /// code does, but flushes subnormal inputs to zero: a group of 32 with a
+    /// subnormal (rare: gradients below 1.2e-38) takes the integer path.
+    #[target_feature(enable = "avx512f,avx512bf16,avx512dq")]
+    pub(super) fn narrow_bf16_avx512(src: &[f32], dst: &mut [u16], stream: bool) {
+        let n = src.len().min(dst.len());
+        // Streaming stores need 64-byte aligned destinations: the head goes
+        // through the 16-lane path.
+        let head = if stream { dst.as_ptr().align_offset(64).min(n) } else { 0 };
+        narrow_avx512(Half::Bf16, &src[..head], &mut dst[..head], false);
+        let (src, dst, n) = (&src[head..], &mut dst[head..], n - head);
+        let full = n - n % 32;
+        for i in (0..full).step_by(32) {
+            // SAFETY: i + 32 ≤ n, so the two 64-byte loads and the 64-byte
+            // store are in bounds; the streaming store is aligned (head).
+            unsafe {
+                let a = _mm512_loadu_ps(src.as_ptr().add(i));
+                let b = _mm512_loadu_ps(src.as_ptr().add(i + 16));
+                // fpclass 0x20: subnormal.
+                let sub = _mm512_fpclass_ps_mask::<0x20>(a) | _mm512_fpclass_ps_mask::<0x20>(b);
+                if sub != 0 {
+                    narrow_avx512(Half::Bf16, &src[i..i + 32], &mut dst[i..i + 32], false);
+                    continue;
+                }
+                let h: __m512i = core::mem::transmute(_mm512_cvtne2ps_pbh(b, a));
+                if stream {
+                    _mm512_stream_si512(dst.as_mut_ptr().add(i).cast(), h);
+                } else {
+                    _mm512_storeu_si512(dst.as_mut_ptr().add(i).cast(), h);
+                }
+            }
+        }
+        if stream {
+            // Orders the streaming stores before anything this thread does next.
+            _mm_sfence();
+        }
+        narrow_avx512(Half::Bf16, &src[full..n], &mut dst[full..n], false);
+    }
+
     #[target_feature(enable = "avx512f")]
     pub(super) fn narrow_avx512(kind: Half, src: &[f32], dst: &mut [u16], stream: bool) {
         let n = src.len().min(dst.len());
@@ -229,6 +278,9 @@ pub(crate) fn widen(isa: Isa, kind: Half, src: &[u16], dst: &mut [f32]) {
 /// values are the same).
 pub(crate) fn narrow(isa: Isa, kind: Half, src: &[f32], dst: &mut [u16], stream: bool) {
     match isa.capped() {
+        // SAFETY: as in `widen`.
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if kind == Half::Bf16 && x86::has_bf16() => unsafe { x86::narrow_bf16_avx512(src, dst, stream) },
         // SAFETY: as in `widen`.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => unsafe { x86::narrow_avx512(kind, src, dst, stream) },
