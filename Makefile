@@ -5,7 +5,7 @@ RELEASE = target/release
 HARNESS = target/tmp/harness_shared
 SAN_HARNESS = target/tmp/harness_asan
 
-.PHONY: all build demo test test-rust test-valgrind test-asan test-mpi lint bench bench-linear bench-compare clean
+.PHONY: all build demo test test-rust test-valgrind test-asan test-mpi test-install install lint bench bench-linear bench-compare clean
 
 all: build
 
@@ -23,8 +23,9 @@ demo: build
 
 # Every test: the Rust suites (reference, golden, paths, threads, header,
 # C harness against the shared and static library), then the C harness under
-# valgrind (if installed) and under AddressSanitizer + UBSan.
-test: test-rust test-valgrind test-asan test-mpi
+# valgrind (if installed) and under AddressSanitizer + UBSan, the MPI example,
+# and programs built against an installed copy.
+test: test-rust test-valgrind test-asan test-mpi test-install
 
 test-rust:
 	cargo test
@@ -47,6 +48,41 @@ test-mpi: test-rust
 		mpicc $(CFLAGS_C) examples/mpi_sharded.c -L target/debug/deps -lxent -lm -Wl,-rpath,$(CURDIR)/target/debug/deps -o $(MPI_SHARDED) && \
 		mpiexec -n 2 $(MPI_SHARDED) && mpiexec -n 3 $(MPI_SHARDED); \
 	else echo "test-mpi skipped: mpicc/mpiexec not found (apt-get install mpich libmpich-dev)"; fi
+
+# Install: the shared library (with a soname, built in its own target
+# directory), the static library, the header, a pkg-config file and a CMake
+# package. `make install PREFIX=/opt/xent`; DESTDIR is honoured for staging.
+PREFIX ?= /usr/local
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+MAJOR := $(word 1,$(subst ., ,$(VERSION)))
+MINOR := $(word 2,$(subst ., ,$(VERSION)))
+# Before 1.0 a minor release may break the ABI: the soname carries major.minor.
+SONAME = libxent.so.$(MAJOR).$(MINOR)
+INSTALL_BUILD = target/install
+# What the static library needs besides itself (rustc --print native-static-libs).
+STATIC_LIBS = -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+SUBST = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+	-e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(MAJOR)|g' -e 's|@MINOR@|$(MINOR)|g' -e 's|@SONAME@|$(SONAME)|g' \
+	-e 's|@STATIC_LIBS@|$(STATIC_LIBS)|g' -e 's|@STATIC_LIBS_CMAKE@|$(subst $(eval) ,;,$(patsubst -l%,%,$(STATIC_LIBS)))|g'
+
+install:
+	XENT_SONAME=$(SONAME) cargo build --release --lib --target-dir $(INSTALL_BUILD)
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/cmake/xent $(DESTDIR)$(INCLUDEDIR)
+	install -m 644 include/xent.h $(DESTDIR)$(INCLUDEDIR)/xent.h
+	install -m 755 $(INSTALL_BUILD)/release/libxent.so $(DESTDIR)$(LIBDIR)/libxent.so.$(VERSION)
+	ln -sf libxent.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libxent.so
+	install -m 644 $(INSTALL_BUILD)/release/libxent.a $(DESTDIR)$(LIBDIR)/libxent.a
+	$(SUBST) packaging/xent.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/xent.pc
+	$(SUBST) packaging/xentConfig.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/xent/xentConfig.cmake
+	$(SUBST) packaging/xentConfigVersion.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/xent/xentConfigVersion.cmake
+
+# Installs into a temporary prefix, then builds and runs a C program with
+# pkg-config (shared and static) and a C++ program with CMake against it.
+test-install:
+	c_tests/install/run.sh
 
 lint:
 	cargo fmt --check
