@@ -5,7 +5,7 @@ RELEASE = target/release
 HARNESS = target/tmp/harness_shared
 SAN_HARNESS = target/tmp/harness_asan
 
-.PHONY: all build demo test test-rust test-valgrind test-asan test-mpi test-install install lint bench bench-linear bench-compare clean
+.PHONY: all build demo test test-rust test-valgrind test-asan test-mpi test-install test-python install lint bench bench-linear bench-compare clean
 
 all: build
 
@@ -25,7 +25,7 @@ demo: build
 # C harness against the shared and static library), then the C harness under
 # valgrind (if installed) and under AddressSanitizer + UBSan, the MPI example,
 # and programs built against an installed copy.
-test: test-rust test-valgrind test-asan test-mpi test-install
+test: test-rust test-valgrind test-asan test-mpi test-install test-python
 
 test-rust:
 	cargo test
@@ -83,6 +83,11 @@ install:
 # pkg-config (shared and static) and a C++ program with CMake against it.
 test-install:
 	c_tests/install/run.sh
+
+# The Python binding against the library `cargo test` built (standard
+# library only; the NumPy and PyTorch tests skip, saying so, without them).
+test-python: test-rust
+	XENT_LIBRARY=$(CURDIR)/target/debug/deps/libxent.so python3 -m unittest discover -s python/tests -v
 
 lint:
 	cargo fmt --check
