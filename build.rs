@@ -12,10 +12,10 @@ fn main() {
     // installed shared library carries a soname; development builds have
     // none, so programs linked against target/ find plain libxent.so.
     println!("cargo:rerun-if-env-changed=XENT_SONAME");
-    if let Ok(soname) = env::var("XENT_SONAME") {
-        if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
-            println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{soname}");
-        }
+    if let Ok(soname) = env::var("XENT_SONAME")
+        && env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux")
+    {
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{soname}");
     }
     let mut config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("cbindgen.toml parses");
     let v = |k: &str| env::var(k).expect("cargo sets the version variables");

@@ -151,6 +151,26 @@ class Binding(unittest.TestCase):
                 continue
             exec(compile(block, "README.md", "exec"), {})
 
+    def test_shards_equal_the_unsharded_call(self):
+        rows, cols = 5, 17
+        z = rand_logits(self.rng, rows * cols)
+        labels = array.array("i", [0, 16, -100, 8, 9])
+        weight = array.array("f", [self.rng.uniform(0.5, 2.0) for _ in range(cols)])
+        kw = {"weight": weight, "label_smoothing": 0.1}
+        want_loss, want_grad = xent.cross_entropy_forward_backward(z, labels, classes=cols, **kw)
+        bounds = [(0, 6), (6, 17)]  # uneven shards
+        shards = [array.array("f", [z[i * cols + j] for i in range(rows) for j in range(a, b)]) for a, b in bounds]
+        stats = [xent.shard_stats(s, labels, a, cols, classes=b - a, **kw) for s, (a, b) in zip(shards, bounds)]
+        merged = xent.shard_stats_merge(stats[0], array.array("f", stats[1]))
+        loss = xent.shard_loss(merged, labels, cols, **kw)
+        self.assertTrue(close(loss, want_loss), (loss, want_loss))
+        for s, (a, b) in zip(shards, bounds):
+            g = xent.shard_backward(s, labels, a, cols, merged, classes=b - a, **kw)
+            want = [want_grad[i * cols + j] for i in range(rows) for j in range(a, b)]
+            self.check_grad(g, want)
+        with self.assertRaises(ValueError):
+            xent.shard_loss(array.array("f", [0.0] * 4), labels, cols)  # not 5 floats per row
+
     def test_version(self):
         self.assertRegex(xent.version(), r"^\d+\.\d+\.\d+$")
         self.assertIn(xent.active_isa(), ("scalar", "avx2", "avx512"))

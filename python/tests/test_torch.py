@@ -60,6 +60,13 @@ class Torch(unittest.TestCase):
                 fd = (xt.cross_entropy(zp, y) - xt.cross_entropy(zm, y)) / (2 * eps)
                 self.assertAlmostEqual(float(fd), float(g1[i, j]), places=3)
 
+    def test_bad_targets_are_refused(self):
+        z = torch.randn(2, 3)
+        with self.assertRaises(ValueError):
+            xt.cross_entropy(z, torch.tensor([0, 2**32 + 1]))  # would wrap to class 1
+        with self.assertRaises(Exception):
+            xt.cross_entropy(z, torch.tensor([0, 3]))  # XentError: outside [0, classes)
+
     def test_bf16_logits(self):
         z = (torch.randn(5, 40) * 2).to(torch.bfloat16).requires_grad_()
         y = torch.tensor([0, 39, 7, 7, 1])

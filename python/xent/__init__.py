@@ -27,6 +27,10 @@ __all__ = [
     "cross_entropy_backward",
     "linear_cross_entropy",
     "linear_cross_entropy_forward_backward",
+    "shard_stats",
+    "shard_stats_merge",
+    "shard_loss",
+    "shard_backward",
     "version",
     "active_isa",
     "library_path",
@@ -108,11 +112,16 @@ _sig = {
         _P, _size, _size, _size, _P, _size, _size, _P, _P, _P, _P, _P, _P,
         _P, _size, _P, _size, _P, _P, _size,
     ],
+    "xent_shard_stats": [_P, _size, _size, _size, _size, _size, _P, _P, _P],
+    "xent_shard_loss": [_P, _size, _size, _P, _P, _P, _P],
+    "xent_shard_backward": [_P, _size, _size, _size, _size, _size, _P, _P, _P, _P, _P, _size],
 }
 for _name, _args in _sig.items():
     _fn = getattr(_lib, _name)
     _fn.argtypes = _args
     _fn.restype = _c.c_uint32
+_lib.xent_shard_stats_merge.argtypes = [_P, _P, _size]
+_lib.xent_shard_stats_merge.restype = None
 _lib.xent_options_default.restype = _Options
 _lib.xent_options_default.argtypes = []
 for _name in ("xent_version", "xent_last_error", "xent_active_isa"):
@@ -583,3 +592,91 @@ def linear_cross_entropy_forward_backward(
         )
     )
     return _loss_value(loss, reduction), gh, gw, gb
+
+
+# ---- vocabulary shards (one rank's slice of the classes) ----
+
+#: Floats per row of shard statistics (XentShardStats).
+SHARD_STATS_FIELDS = 5
+
+
+def _stats(stats, rows, name, writable=False):
+    st = _Array(stats, name, ("f4",), cols=SHARD_STATS_FIELDS, writable=writable)
+    return st.need(rows, SHARD_STATS_FIELDS)
+
+
+def shard_stats(
+    logits, labels, class_offset, total_classes, *, reduction="mean", ignore_index=-100, weight=None,
+    label_smoothing=0.0, z_loss_scale=0.0, softcap=0.0, num_threads=0, classes=None,
+):
+    """Per-row statistics (rows x 5 float32) of a shard holding classes
+    ``[class_offset, class_offset + shard_classes)`` of every row. `labels`
+    and `weight` (`total_classes` values) are global. Merge every rank's
+    with :func:`shard_stats_merge`, then :func:`shard_loss` /
+    :func:`shard_backward`."""
+    x = _Array(logits, "logits", ("f4",), cols=classes)
+    t = _Array(labels, "labels", ("i4",)).need(x.rows)
+    o = _Opts(total_classes, reduction, ignore_index, weight, label_smoothing, z_loss_scale, softcap, num_threads)
+    out = _new(x.numpy, "f4", x.rows, SHARD_STATS_FIELDS)
+    st = _stats(out, x.rows, "stats", writable=True)
+    _check(_lib.xent_shard_stats(x.addr, x.rows, x.cols, x.stride, class_offset, total_classes, t.addr, o.ref, st.addr))
+    return out
+
+
+def shard_stats_merge(stats, into):
+    """Merges `stats` into `into` (both rows x 5 float32, as from
+    :func:`shard_stats`) and returns `into`."""
+    a = _Array(stats, "stats", ("f4",), cols=SHARD_STATS_FIELDS)
+    rows = a.rows
+    b = _stats(into, rows, "into", writable=True)
+    if a.stride != SHARD_STATS_FIELDS or b.stride != SHARD_STATS_FIELDS:
+        raise ValueError("shard statistics must be dense rows of 5 floats")
+    _lib.xent_shard_stats_merge(a.addr, b.addr, rows)
+    return into
+
+
+def shard_loss(
+    merged, labels, total_classes, *, reduction="mean", ignore_index=-100, weight=None, label_smoothing=0.0,
+    z_loss_scale=0.0, softcap=0.0, return_lse=False,
+):
+    """The loss from merged statistics: a float (a `rows` array for
+    ``'none'``), or ``(loss, lse)`` with `return_lse`."""
+    t = _Array(labels, "labels", ("i4",))
+    rows = t.rows * t.cols
+    m = _stats(merged, rows, "merged")
+    if m.stride != SHARD_STATS_FIELDS:
+        raise ValueError("merged: shard statistics must be dense rows of 5 floats")
+    o = _Opts(total_classes, reduction, ignore_index, weight, label_smoothing, z_loss_scale, softcap, 0)
+    loss = _new(m.numpy, "f4", rows if reduction == "none" else 1)
+    lse = _new(m.numpy, "f4", rows) if return_lse else None
+    _check(_lib.xent_shard_loss(m.addr, rows, total_classes, t.addr, o.ref, _addr(loss), _addr(lse)))
+    value = _loss_value(loss, reduction)
+    return (value, lse) if return_lse else value
+
+
+def shard_backward(
+    logits, labels, class_offset, total_classes, merged, grad_loss=1.0, *, reduction="mean", ignore_index=-100,
+    weight=None, label_smoothing=0.0, z_loss_scale=0.0, softcap=0.0, num_threads=0, classes=None, out=None,
+):
+    """This shard's slice of the unsharded gradient, given the merged
+    statistics and the upstream gradient (a number, or `rows` values for
+    ``'none'``)."""
+    x = _Array(logits, "logits", ("f4",), cols=classes)
+    t = _Array(labels, "labels", ("i4",)).need(x.rows)
+    m = _stats(merged, x.rows, "merged")
+    if m.stride != SHARD_STATS_FIELDS:
+        raise ValueError("merged: shard statistics must be dense rows of 5 floats")
+    o = _Opts(total_classes, reduction, ignore_index, weight, label_smoothing, z_loss_scale, softcap, num_threads)
+    n = x.rows if reduction == "none" else 1
+    if isinstance(grad_loss, (int, float)):
+        gl = _Array(array.array("f", [float(grad_loss)] * n), "grad_loss", ("f4",))
+    else:
+        gl = _Array(grad_loss, "grad_loss", ("f4",)).need(n)
+    grad, g = _grad_out(out, x, None)
+    _check(
+        _lib.xent_shard_backward(
+            x.addr, x.rows, x.cols, x.stride, class_offset, total_classes, t.addr, o.ref, m.addr, gl.addr,
+            g.addr, g.stride,
+        )
+    )
+    return grad

@@ -44,7 +44,13 @@ def _rows(t):
 
 
 def _labels(target):
-    if target.dtype in (torch.int64, torch.int16, torch.uint8, torch.int8):
+    """Class indices as contiguous int32 (values beyond int32 are refused,
+    not wrapped into a valid class)."""
+    if target.dtype != torch.int32:
+        if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+            raise TypeError(f"target: class indices must be integers, got {target.dtype}")
+        if target.numel() and (int(target.min()) < -(2**31) or int(target.max()) >= 2**31):
+            raise ValueError("target: class indices do not fit int32")
         target = target.to(torch.int32)
     return target.contiguous()
 
