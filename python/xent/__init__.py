@@ -425,6 +425,13 @@ def cross_entropy(
     return _result(loss, lse, argmax, reduction, return_lse, return_argmax)
 
 
+def _grad_loss(grad_loss, n):
+    """The upstream gradient as `n` float32 values: a number is repeated."""
+    if isinstance(grad_loss, (int, float)):
+        return _Array(array.array("f", [float(grad_loss)] * n), "grad_loss", ("f4",))
+    return _Array(grad_loss, "grad_loss", ("f4",)).need(n)
+
+
 def _grad_out(out, x, half):
     kind = "f4" if not half else ("f2" if x.kind == "f2" else "u2")
     if out is None:
@@ -502,12 +509,7 @@ def cross_entropy_backward(
     x, half = _logits(logits, classes, None)
     t, soft = _target(target, x)
     o = _Opts(x.cols, reduction, ignore_index, weight, label_smoothing, z_loss_scale, softcap, num_threads)
-    if isinstance(grad_loss, (int, float)):
-        gl = _Array(array.array("f", [float(grad_loss)]), "grad_loss", ("f4",))
-        if reduction == "none":
-            gl = _Array(array.array("f", [float(grad_loss)] * x.rows), "grad_loss", ("f4",))
-    else:
-        gl = _Array(grad_loss, "grad_loss", ("f4",)).need(x.rows if reduction == "none" else 1)
+    gl = _grad_loss(grad_loss, x.rows if reduction == "none" else 1)
     ls = _Array(lse, "lse", ("f4",)).need(x.rows) if lse is not None else None
     grad, g = _grad_out(out, x, None)
     lse_addr = ls.addr if ls is not None else None
@@ -601,8 +603,11 @@ SHARD_STATS_FIELDS = 5
 
 
 def _stats(stats, rows, name, writable=False):
+    """`rows` dense rows of shard statistics (`rows=None`: as many as there are)."""
     st = _Array(stats, name, ("f4",), cols=SHARD_STATS_FIELDS, writable=writable)
-    return st.need(rows, SHARD_STATS_FIELDS)
+    if st.stride != SHARD_STATS_FIELDS:
+        raise ValueError(f"{name}: shard statistics must be dense rows of 5 floats")
+    return st.need(st.rows if rows is None else rows, SHARD_STATS_FIELDS)
 
 
 def shard_stats(
@@ -626,12 +631,9 @@ def shard_stats(
 def shard_stats_merge(stats, into):
     """Merges `stats` into `into` (both rows x 5 float32, as from
     :func:`shard_stats`) and returns `into`."""
-    a = _Array(stats, "stats", ("f4",), cols=SHARD_STATS_FIELDS)
-    rows = a.rows
-    b = _stats(into, rows, "into", writable=True)
-    if a.stride != SHARD_STATS_FIELDS or b.stride != SHARD_STATS_FIELDS:
-        raise ValueError("shard statistics must be dense rows of 5 floats")
-    _lib.xent_shard_stats_merge(a.addr, b.addr, rows)
+    a = _stats(stats, None, "stats")
+    b = _stats(into, a.rows, "into", writable=True)
+    _lib.xent_shard_stats_merge(a.addr, b.addr, a.rows)
     return into
 
 
@@ -644,8 +646,6 @@ def shard_loss(
     t = _Array(labels, "labels", ("i4",))
     rows = t.rows * t.cols
     m = _stats(merged, rows, "merged")
-    if m.stride != SHARD_STATS_FIELDS:
-        raise ValueError("merged: shard statistics must be dense rows of 5 floats")
     o = _Opts(total_classes, reduction, ignore_index, weight, label_smoothing, z_loss_scale, softcap, 0)
     loss = _new(m.numpy, "f4", rows if reduction == "none" else 1)
     lse = _new(m.numpy, "f4", rows) if return_lse else None
@@ -664,14 +664,8 @@ def shard_backward(
     x = _Array(logits, "logits", ("f4",), cols=classes)
     t = _Array(labels, "labels", ("i4",)).need(x.rows)
     m = _stats(merged, x.rows, "merged")
-    if m.stride != SHARD_STATS_FIELDS:
-        raise ValueError("merged: shard statistics must be dense rows of 5 floats")
     o = _Opts(total_classes, reduction, ignore_index, weight, label_smoothing, z_loss_scale, softcap, num_threads)
-    n = x.rows if reduction == "none" else 1
-    if isinstance(grad_loss, (int, float)):
-        gl = _Array(array.array("f", [float(grad_loss)] * n), "grad_loss", ("f4",))
-    else:
-        gl = _Array(grad_loss, "grad_loss", ("f4",)).need(n)
+    gl = _grad_loss(grad_loss, x.rows if reduction == "none" else 1)
     grad, g = _grad_out(out, x, None)
     _check(
         _lib.xent_shard_backward(
