@@ -355,3 +355,61 @@ fn long_rows_across_chunk_boundaries_match_the_reference() {
         }
     }
 }
+
+/// One row may have any stride (only `(rows − 1) × stride` must be
+/// addressable); a block's span of such rows overflows and must not wrap
+/// (found by the `loss` fuzz target: an overflow panic, in release a
+/// wrapped chunk size).
+#[test]
+fn a_single_row_with_an_enormous_stride_is_the_dense_row() {
+    let mut rng = Rng(85005);
+    for cols in [1, 7, 16, 33, 1000, 5000] {
+        for soft in [false, true] {
+            let dense = make_case(&mut rng, 1, cols, Values::Normal, soft);
+            let mut c = Case { logits: dense.logits[..cols].to_vec(), stride: cols, ..dense };
+            let want = fused(&c, false, |_| {});
+            for stride in [usize::MAX, usize::MAX / 2, 1 << 62, (1 << 40) + 3] {
+                c.stride = stride;
+                for_each_isa(|isa| {
+                    for in_place in [false, true] {
+                        let got = fused(&c, in_place, |_| {});
+                        assert_eq!(bits(&got.loss), bits(&want.loss), "{} stride {stride} cols {cols}", isa.name());
+                        assert_eq!(bits(&got.grad), bits(&want.grad), "{} stride {stride} cols {cols}", isa.name());
+                    }
+                });
+            }
+            c.stride = cols;
+            check(&c, &c.reference(), &want, "dense single row");
+        }
+    }
+}
+
+/// A label whose class has weight 0 carries no mass, so a −inf logit there
+/// adds nothing (xent's `0 · log 0 = 0`, as for the smoothing terms and
+/// probability targets) instead of making the row NaN (found by the `loss`
+/// fuzz target). With smoothing 1 the label term has no mass either.
+#[test]
+fn a_masked_label_without_mass_adds_nothing() {
+    let mut rng = Rng(6);
+    for (rows, cols) in [(3, 7), (40, 7), (40, 40), (3, 1500)] {
+        let mut c = make_case(&mut rng, rows, cols, Values::Normal, false);
+        c.labels = (0..rows).map(|i| ((i * 5 + 2) % cols) as i32).collect();
+        c.ignore_index = -100;
+        for i in 0..rows {
+            c.logits[i * c.stride + c.labels[i] as usize] = f32::NEG_INFINITY;
+        }
+        let mut w: Vec<f32> = (0..cols).map(|j| 0.5 + (j % 3) as f32).collect();
+        for &y in &c.labels {
+            w[y as usize] = 0.0;
+        }
+        c.weights = Some(w);
+        c.softcap = 0.0;
+        for (smoothing, reduction) in [(0.2, Reduction::Sum), (0.2, Reduction::None), (0.0, Reduction::None)] {
+            c.smoothing = smoothing;
+            c.reduction = reduction;
+            let r = c.reference();
+            assert!(r.loss.iter().all(|l| l.is_finite()), "the reference loss is finite");
+            for_each_isa(|isa| check(&c, &r, &fused(&c, false, |_| {}), isa.name()));
+        }
+    }
+}

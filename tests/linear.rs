@@ -518,3 +518,33 @@ fn default_workspace_stops_growing_with_rows() {
     assert_eq!(workspace_len(5, 10, 0), None);
     assert_eq!(workspace_len(5, usize::MAX / 2, 10), None);
 }
+
+/// One hidden row, or one class, may have any stride: it is never stepped
+/// (found by the `linear` fuzz target: a stride beyond isize panicked on
+/// its way to the matrix product). Results equal the dense call's.
+#[test]
+fn a_single_row_or_class_with_an_enormous_stride_is_the_dense_one() {
+    let mut rng = Rng(43);
+    for (rows, classes) in [(1, 7), (5, 1), (1, 1), (1, 300)] {
+        let dense = make(&mut rng, rows, 9, classes, Values::Exact);
+        let mut l = Lin {
+            hidden: dense.hidden[..(rows - 1) * dense.hs + 9].to_vec(),
+            weight: dense.weight[..(classes - 1) * dense.ws + 9].to_vec(),
+            ..dense
+        };
+        let want = call(&l, ALL, |_| {}).expect("dense call");
+        for stride in [usize::MAX, 1 << 62, (1 << 40) + 1] {
+            if rows == 1 {
+                l.hs = stride;
+            }
+            if classes == 1 {
+                l.ws = stride;
+            }
+            assert_eq!(
+                call(&l, ALL, |_| {}).expect("valid call"),
+                want,
+                "rows {rows} classes {classes} stride {stride}"
+            );
+        }
+    }
+}

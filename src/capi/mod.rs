@@ -516,7 +516,7 @@ pub unsafe extern "C" fn xent_linear_forward_backward(
     guard(|| unsafe { call.run() })
 }
 
-/// Per-row statistics of one vocabulary shard (`XentShardStats`, four floats
+/// Per-row statistics of one vocabulary shard (`XentShardStats`, five floats
 /// per row): `logits` holds classes [class_offset, class_offset +
 /// shard_classes) of every row (row i at `logits + i * row_stride`) out of
 /// `total_classes`. `labels` and `class_weights` are global (weights has

@@ -76,7 +76,8 @@ pub(crate) fn tile<S: Simd>(s: S, t: Tile<'_>, out: &mut TileOut) {
         // NaN when a logit is NaN or +inf, or every logit is −inf.
         let l = log(s, s.select(s.is_nan(sum), s.splat(1.0), sum));
         let lse = s.select(s.is_nan(sum), nan, s.add(max, l));
-        let ce = s.mul(w, s.sub(l, s.sub(zy, max)));
+        // A label without mass (weight 0) adds 0 even on a −inf logit.
+        let ce = s.select(s.eq(w, zero), zero, s.mul(w, s.sub(l, s.sub(zy, max))));
         (lse, s.div(s.splat(1.0), sum), Some(ce))
     };
     let bad = s.is_nan(lse);

@@ -172,8 +172,11 @@ impl<'a> Iterator for Tiles<'a> {
 
 impl ExactSizeIterator for Tiles<'_> {}
 
-fn stride(s: usize) -> isize {
-    isize::try_from(s).expect("strides of checked matrices fit in isize")
+/// The stride `s` between `n` rows (or columns) for matrixmultiply. With
+/// one (or none) it never steps, and may be any size a single row of a
+/// checked matrix has (found by the `linear` fuzz target): pass 0.
+fn stride(s: usize, n: usize) -> isize {
+    if n <= 1 { 0 } else { isize::try_from(s).expect("strides between checked rows fit in isize") }
 }
 
 /// `c ← a·b + beta·c` (`beta` 0 means c's old values are never read).
@@ -201,14 +204,14 @@ pub(super) fn gemm(a: View<'_>, b: View<'_>, beta: f32, c: &mut ViewMut<'_>) {
             c.cols,
             1.0,
             a.ptr,
-            stride(a.rs),
-            stride(a.cs),
+            stride(a.rs, a.rows),
+            stride(a.cs, a.cols),
             b.ptr,
-            stride(b.rs),
-            stride(b.cs),
+            stride(b.rs, b.rows),
+            stride(b.cs, b.cols),
             beta,
             c.ptr,
-            stride(c.rs),
+            stride(c.rs, c.rows),
             1,
         );
     }

@@ -45,9 +45,13 @@ fn blocks<'a, T>(
     dst: Option<&'a mut [T]>,
     out: RowOuts<'a>,
 ) -> impl ExactSizeIterator<Item = Block<'a, T>> + use<'a, T> {
-    let mut srcs = src.map(|s| s.chunks(br * layout.src_stride));
-    let mut nexts = src.map(|s| s.chunks(br * layout.src_stride).skip(1));
-    let mut dsts = pieces(dst, br * layout.dst_stride);
+    // `br` rows of a stride so large that their span overflows can only be
+    // the call's only block (the shape check bounds (rows − 1) × stride):
+    // the saturated chunk is then the whole buffer.
+    let (src_chunk, dst_chunk) = (br.saturating_mul(layout.src_stride), br.saturating_mul(layout.dst_stride));
+    let mut srcs = src.map(|s| s.chunks(src_chunk));
+    let mut nexts = src.map(|s| s.chunks(src_chunk).skip(1));
+    let mut dsts = pieces(dst, dst_chunk);
     let mut losses = pieces(out.loss, br);
     let mut lses = pieces(out.lse, br);
     let mut argmaxes = pieces(out.argmax, br);

@@ -34,6 +34,15 @@ pub(super) enum Target<'a> {
     Probs(&'a [f32]),
 }
 
+/// `mass · nll` with xent's `0 · log 0 = 0`: a label class that carries no
+/// mass (zero weight, or smoothing 1) adds nothing even when its logit is
+/// −inf (`nll` = +inf), as the smoothing and probability-target dots already
+/// treat every class without mass. A NaN row stays NaN.
+#[inline]
+pub(super) fn mass_times(mass: f64, nll: f64) -> f64 {
+    if mass == 0.0 && !nll.is_nan() { 0.0 } else { mass * nll }
+}
+
 #[inline]
 pub(super) fn target<'a>(p: &Plan<'a>, i: usize) -> Target<'a> {
     match p.targets {
@@ -97,7 +106,7 @@ impl Plan<'_> {
         match t {
             Target::Label(y) => {
                 let keep = 1.0 - f64::from(self.smoothing);
-                let mut ce = keep * self.weight(y) * (l - zy_minus_m);
+                let mut ce = mass_times(keep * self.weight(y), l - zy_minus_m);
                 if self.smoothing > 0.0 {
                     ce += self.eps_per_class() * (total * l - dot);
                 }

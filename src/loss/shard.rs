@@ -12,7 +12,7 @@
 //! lose nothing to cancellation; the merge rebases it).
 
 use super::plan::{Mode, Plan};
-use super::row::Target;
+use super::row::{Target, mass_times};
 use super::scan::{RowIo, scan};
 use super::types::*;
 use crate::kernels::{self, Coef, Grad, Io};
@@ -105,7 +105,10 @@ pub fn shard_stats(
         // only −inf values is just empty here (others hold the row's mass).
         let sum = if sc.max == f32::NEG_INFINITY && !row.iter().any(|x| x.is_nan()) { 0.0 } else { sc.sum };
         let (weighted_logit_sum, weight_sum) = match coef {
-            Some(_) if sc.max == f32::NEG_INFINITY => (f32::NEG_INFINITY, sc.total as f32),
+            // Only −inf values: −inf unless none of them carries weight.
+            Some(_) if sc.max == f32::NEG_INFINITY => {
+                (if sc.total == 0.0 { 0.0 } else { f32::NEG_INFINITY }, sc.total as f32)
+            }
             Some(_) => (sc.dot as f32, sc.total as f32),
             None => (0.0, 0.0),
         };
@@ -191,7 +194,7 @@ pub fn shard_loss(
             y if y == p.ignore_index => (0.0, 0.0),
             y => {
                 let w_y = p.weight(y as usize);
-                let mut ce = (1.0 - eps) * w_y * (l - f64::from(s.target_logit));
+                let mut ce = mass_times((1.0 - eps) * w_y, l - f64::from(s.target_logit));
                 if eps > 0.0 {
                     // W·lse − Σ w z, both taken relative to the merged max.
                     let rel = p.weight_total * (l - f64::from(s.max)) - f64::from(s.weighted_logit_sum);

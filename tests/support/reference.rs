@@ -28,9 +28,11 @@ fn softcap(z: f64, cap: f64) -> (f64, f64) {
     }
 }
 
-/// `c · logp` with the convention `0 · (−inf) = 0`.
+/// `c · logp` with the convention `0 · (−inf) = 0` (a class without mass
+/// contributes nothing). `0 · NaN` stays NaN: a row whose every logit is
+/// −inf has no log-probabilities (lse = −inf), as in PyTorch.
 fn times(c: f64, logp: f64) -> f64 {
-    if c == 0.0 { 0.0 } else { c * logp }
+    if c == 0.0 && logp == f64::NEG_INFINITY { 0.0 } else { c * logp }
 }
 
 pub fn compute(c: &Case) -> Out {
