@@ -5,7 +5,7 @@ RELEASE = target/release
 HARNESS = target/tmp/harness_shared
 SAN_HARNESS = target/tmp/harness_asan
 
-.PHONY: all build demo test test-rust test-valgrind test-asan test-mpi test-install test-python install lint bench bench-linear bench-compare clean
+.PHONY: all build demo test test-rust test-valgrind test-asan test-mpi test-install test-python install lint bench bench-linear bench-compare clean fuzz miri
 
 all: build
 
@@ -48,6 +48,19 @@ test-mpi: test-rust
 		mpicc $(CFLAGS_C) examples/mpi_sharded.c -L target/debug/deps -lxent -lm -Wl,-rpath,$(CURDIR)/target/debug/deps -o $(MPI_SHARDED) && \
 		mpiexec -n 2 $(MPI_SHARDED) && mpiexec -n 3 $(MPI_SHARDED); \
 	else echo "test-mpi skipped: mpicc/mpiexec not found (apt-get install mpich libmpich-dev)"; fi
+
+# Fuzzing (cargo-fuzz, libFuzzer, AddressSanitizer; needs nightly): every
+# target for FUZZ_SECONDS each from the committed seeds (fuzz/seeds/), e.g.
+# `make fuzz FUZZ_SECONDS=60` as CI does, or `make fuzz FUZZ_TARGETS=loss`.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?=
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) fuzz/run.sh $(FUZZ_TARGETS)
+
+# Miri (nightly with the miri component) on the C functions and the portable
+# kernels: the small calls of tests/miri.rs and every bad-input case.
+miri:
+	MIRIFLAGS="-Zmiri-strict-provenance" cargo +nightly miri test --test miri --test bad_input
 
 # Install: the shared library (with a soname, built in its own target
 # directory), the static library, the header, a pkg-config file and a CMake

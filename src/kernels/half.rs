@@ -101,7 +101,7 @@ mod x86 {
     /// Does this CPU have F16C (for binary16 on the AVX2 path)?
     pub(super) fn has_f16c() -> bool {
         static F16C: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *F16C.get_or_init(|| std::arch::is_x86_feature_detected!("f16c"))
+        *F16C.get_or_init(|| !cfg!(miri) && std::arch::is_x86_feature_detected!("f16c"))
     }
 
     #[target_feature(enable = "avx512f")]
@@ -127,7 +127,9 @@ mod x86 {
     pub(super) fn has_bf16() -> bool {
         static BF16: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
         *BF16.get_or_init(|| {
-            std::arch::is_x86_feature_detected!("avx512bf16") && std::arch::is_x86_feature_detected!("avx512dq")
+            !cfg!(miri)
+                && std::arch::is_x86_feature_detected!("avx512bf16")
+                && std::arch::is_x86_feature_detected!("avx512dq")
         })
     }
 

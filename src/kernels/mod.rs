@@ -50,7 +50,8 @@ impl Isa {
     pub fn best_available() -> Isa {
         static BEST: OnceLock<Isa> = OnceLock::new();
         *BEST.get_or_init(|| {
-            #[cfg(target_arch = "x86_64")]
+            // Miri runs the portable path only (it has no AVX intrinsics).
+            #[cfg(all(target_arch = "x86_64", not(miri)))]
             {
                 if x86::Avx512::new().is_some() {
                     return Isa::Avx512;
