@@ -199,7 +199,7 @@ const char *xent_status_message(XentStatus status);
 const char *xent_last_error(void);
 
 /*
- The kernel path in use: "scalar", "avx2" or "avx512" (static storage).
+ The kernel path in use: "scalar", "neon", "avx2" or "avx512" (static storage).
  The best the CPU has, capped by the XENT_ISA environment variable (read once).
  */
 const char *xent_active_isa(void);

@@ -43,12 +43,13 @@ pub extern "C" fn xent_last_error() -> *const c_char {
     status::last_error_ptr()
 }
 
-/// The kernel path in use: "scalar", "avx2" or "avx512" (static storage).
+/// The kernel path in use: "scalar", "neon", "avx2" or "avx512" (static storage).
 /// The best the CPU has, capped by the XENT_ISA environment variable (read once).
 #[unsafe(no_mangle)]
 pub extern "C" fn xent_active_isa() -> *const c_char {
     match crate::kernels::Isa::active() {
         crate::kernels::Isa::Scalar => c"scalar".as_ptr(),
+        crate::kernels::Isa::Neon => c"neon".as_ptr(),
         crate::kernels::Isa::Avx2 => c"avx2".as_ptr(),
         crate::kernels::Isa::Avx512 => c"avx512".as_ptr(),
     }

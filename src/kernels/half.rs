@@ -279,6 +279,7 @@ pub(crate) fn widen(isa: Isa, kind: Half, src: &[u16], dst: &mut [f32]) {
 /// `stream`: bypass the caches (for outputs much larger than them; the
 /// values are the same).
 pub(crate) fn narrow(isa: Isa, kind: Half, src: &[f32], dst: &mut [u16], stream: bool) {
+    let _ = stream; // (only the x86 paths stream)
     match isa.capped() {
         // SAFETY: as in `widen`.
         #[cfg(target_arch = "x86_64")]

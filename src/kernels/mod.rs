@@ -3,10 +3,12 @@
 //! The passes in [`rows`] are written once over the 16-lane [`simd::Simd`]
 //! trait; this module instantiates them for each instruction set inside a thin
 //! `#[target_feature]` shell and picks one at first use: the best the CPU has,
-//! capped by the `XENT_ISA` environment variable (`scalar`, `avx2`,
+//! capped by the `XENT_ISA` environment variable (`scalar`, `neon`, `avx2`,
 //! `avx512`). Because every path runs the same operations on the same lanes,
 //! they give identical bits.
 
+#[cfg(target_arch = "aarch64")]
+mod arm;
 pub(crate) mod half;
 mod math;
 pub(crate) mod rows;
@@ -25,11 +27,14 @@ pub(crate) use rows::{Coef, Grad, Io, Logit, Rows};
 pub(crate) use tile::{Tile, TileOut};
 
 /// An instruction-set path. Values other than `Scalar` are only produced after
-/// checking that the CPU supports them.
+/// checking that the CPU supports them. The order is the order of capping:
+/// a path the CPU lacks falls back to the best one below it that it has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Isa {
     /// Portable code, any CPU.
     Scalar,
+    /// aarch64 NEON (Advanced SIMD).
+    Neon,
     /// x86-64 AVX2 + FMA.
     Avx2,
     /// x86-64 AVX-512F.
@@ -41,6 +46,7 @@ impl Isa {
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
+            Isa::Neon => "neon",
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
         }
@@ -60,13 +66,17 @@ impl Isa {
                     return Isa::Avx2;
                 }
             }
+            #[cfg(all(target_arch = "aarch64", not(miri)))]
+            if arm::Neon::new().is_some() {
+                return Isa::Neon;
+            }
             Isa::Scalar
         })
     }
 
     /// Every path this CPU supports, worst first.
     pub fn available() -> Vec<Isa> {
-        [Isa::Scalar, Isa::Avx2, Isa::Avx512].into_iter().filter(|&i| i <= Isa::best_available()).collect()
+        Isa::all().into_iter().filter(|&i| i.capped() == i).collect()
     }
 
     /// The path in use: [`Isa::best_available`] capped by `XENT_ISA`, read
@@ -80,7 +90,7 @@ impl Isa {
         *ACTIVE.get_or_init(|| {
             let best = Isa::best_available();
             let cap = std::env::var("XENT_ISA").ok().and_then(|v| Isa::parse(&v));
-            cap.map_or(best, |c| c.min(best))
+            cap.map_or(best, Isa::capped)
         })
     }
 
@@ -94,12 +104,25 @@ impl Isa {
 
     /// Parses a path name as `XENT_ISA` spells it.
     pub fn parse(name: &str) -> Option<Isa> {
-        [Isa::Scalar, Isa::Avx2, Isa::Avx512].into_iter().find(|i| i.name() == name.trim())
+        Isa::all().into_iter().find(|i| i.name() == name.trim())
     }
 
-    /// `self` if this CPU supports it, else the best path below it.
+    /// Every path, in capping order.
+    pub fn all() -> [Isa; 4] {
+        [Isa::Scalar, Isa::Neon, Isa::Avx2, Isa::Avx512]
+    }
+
+    /// `self` if this CPU supports it, else the best path below it that it
+    /// does (the CPU's best path is its only one above `Neon` or `Scalar`).
     pub fn capped(self) -> Isa {
-        self.min(Isa::best_available())
+        let best = Isa::best_available();
+        if self >= best {
+            best
+        } else if self == Isa::Neon && !cfg!(target_arch = "aarch64") {
+            Isa::Scalar
+        } else {
+            self
+        }
     }
 }
 
@@ -108,7 +131,7 @@ thread_local! {
 }
 
 /// Generates, for each generic pass, one `#[target_feature]` shell per x86
-/// path and a safe dispatcher taking the [`Isa`].
+/// or aarch64 path and a safe dispatcher taking the [`Isa`].
 macro_rules! dispatch {
     ($( $(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty; )*) => {
         $(
@@ -131,15 +154,27 @@ macro_rules! dispatch {
                         rows::$name(unsafe { x86::Avx512::new_unchecked() }, $($arg),*)
                     }
                 }
+                #[cfg(target_arch = "aarch64")]
+                mod $name {
+                    use super::*;
+                    #[target_feature(enable = "neon")]
+                    pub(super) fn neon($($arg: $ty),*) -> $ret {
+                        // SAFETY: this function only runs when the CPU has
+                        // NEON (called only for Isa::Neon, which `capped`
+                        // returns only then).
+                        rows::$name(unsafe { arm::Neon::new_unchecked() }, $($arg),*)
+                    }
+                }
                 match isa.capped() {
-                    Isa::Scalar => rows::$name(scalar::Scalar, $($arg),*),
                     // SAFETY: `capped` never returns a path the CPU lacks.
                     #[cfg(target_arch = "x86_64")]
                     Isa::Avx2 => unsafe { $name::avx2($($arg),*) },
                     // SAFETY: as above.
                     #[cfg(target_arch = "x86_64")]
                     Isa::Avx512 => unsafe { $name::avx512($($arg),*) },
-                    #[cfg(not(target_arch = "x86_64"))]
+                    // SAFETY: as above.
+                    #[cfg(target_arch = "aarch64")]
+                    Isa::Neon => unsafe { $name::neon($($arg),*) },
                     _ => rows::$name(scalar::Scalar, $($arg),*),
                 }
             }

@@ -10,7 +10,7 @@ use xent::loss::*;
 /// Runs `f` on every kernel path this CPU has, with this thread's calls
 /// forced onto it (and says which paths it skips).
 pub fn for_each_isa(f: impl Fn(Isa)) {
-    for isa in [Isa::Scalar, Isa::Avx2, Isa::Avx512] {
+    for isa in Isa::all() {
         if isa.capped() != isa {
             println!("skipping {}: this CPU lacks it", isa.name());
             continue;

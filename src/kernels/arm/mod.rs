@@ -1,0 +1,5 @@
+//! aarch64 paths.
+
+mod neon;
+
+pub(crate) use neon::Neon;
