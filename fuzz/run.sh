@@ -2,7 +2,8 @@
 # Runs every fuzz target (or those named) for FUZZ_SECONDS each, starting
 # from the committed seeds (fuzz/seeds/<target>.tar.gz, a corpus minimised
 # with `cargo fuzz cmin`, unpacked into the local corpus fuzz/corpus/<target>,
-# which is not committed), and prints each target's execution count. A finding stops the run with libFuzzer's report and the input in
+# which is not committed), and prints each target's execution count. A
+# finding stops the run with libFuzzer's report and the input in
 # fuzz/artifacts/<target>/. Needs cargo-fuzz and a nightly toolchain
 # (`.ci/run` installs both).
 set -euo pipefail
