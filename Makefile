@@ -5,7 +5,7 @@ RELEASE = target/release
 HARNESS = target/tmp/harness_shared
 SAN_HARNESS = target/tmp/harness_asan
 
-.PHONY: all build demo test test-rust test-valgrind test-asan test-mpi test-install test-python install lint bench bench-linear bench-compare clean fuzz miri
+.PHONY: all build demo test test-rust test-valgrind test-asan test-mpi test-install test-python install lint bench bench-linear bench-compare clean fuzz miri test-cross isa-ratio-cross
 
 all: build
 
@@ -48,6 +48,27 @@ test-mpi: test-rust
 		mpicc $(CFLAGS_C) examples/mpi_sharded.c -L target/debug/deps -lxent -lm -Wl,-rpath,$(CURDIR)/target/debug/deps -o $(MPI_SHARDED) && \
 		mpiexec -n 2 $(MPI_SHARDED) && mpiexec -n 3 $(MPI_SHARDED); \
 	else echo "test-mpi skipped: mpicc/mpiexec not found (apt-get install mpich libmpich-dev)"; fi
+
+# The Rust suites and the C harness built for aarch64 and run under
+# qemu-aarch64 (the NEON path): needs `rustup target add
+# aarch64-unknown-linux-gnu` and Debian's gcc-aarch64-linux-gnu,
+# libc6-dev-arm64-cross and qemu-user. Emulation is slow: the stress run is
+# cut to 5 s and the huge-input test (billions of emulated loads) skipped.
+CROSS = aarch64-unknown-linux-gnu
+CROSS_RUN = qemu-aarch64 -L /usr/aarch64-linux-gnu
+test-cross:
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+	CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="$(CROSS_RUN)" \
+	XENT_TEST_RUNNER="$(CROSS_RUN)" XENT_STRESS_SECONDS=5 \
+	cargo test --no-fail-fast --target $(CROSS) -- --skip three_rows_of_800_million_classes
+
+# NEON against the portable path on one emulated run (the ratio is what
+# emulation leaves meaningful).
+isa-ratio-cross:
+	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+	cargo build --release --target $(CROSS) --example isa_ratio
+	$(CROSS_RUN) target/$(CROSS)/release/examples/isa_ratio 64 4096
 
 # Fuzzing (cargo-fuzz, libFuzzer, AddressSanitizer; needs nightly): every
 # target for FUZZ_SECONDS each from the committed seeds (fuzz/seeds/), e.g.

@@ -2,8 +2,9 @@
 //! crate finds, links it once with the shared and once with the static
 //! library that this `cargo test` built, and runs both.
 
+mod support;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// target/<profile>/deps: where `cargo test` leaves the freshly built
 /// libxent.so and libxent.a (the copies one level up are only refreshed by
@@ -15,14 +16,7 @@ fn lib_dir() -> PathBuf {
 
 fn compile(out: &Path, link: &[&str]) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let tool = cc::Build::new()
-        .cargo_metadata(false)
-        .target(&target())
-        .host(&target())
-        .opt_level(1)
-        .warnings_into_errors(true)
-        .get_compiler();
-    let mut cmd = tool.to_command();
+    let mut cmd = support::target_cc();
     cmd.args(["-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-g"])
         .arg("-I")
         .arg(root.join("include"))
@@ -35,12 +29,8 @@ fn compile(out: &Path, link: &[&str]) {
     assert!(status.success(), "compiling the C harness failed: {cmd:?}");
 }
 
-fn target() -> String {
-    format!("{}-unknown-linux-gnu", std::env::consts::ARCH)
-}
-
 fn run(exe: &Path) {
-    let out = Command::new(exe).output().expect("harness runs");
+    let out = support::run_target(exe).output().expect("harness runs");
     let text = String::from_utf8_lossy(&out.stdout);
     print!("{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{} failed", exe.display());

@@ -173,7 +173,7 @@ class Binding(unittest.TestCase):
 
     def test_version(self):
         self.assertRegex(xent.version(), r"^\d+\.\d+\.\d+$")
-        self.assertIn(xent.active_isa(), ("scalar", "avx2", "avx512"))
+        self.assertIn(xent.active_isa(), ("scalar", "neon", "avx2", "avx512"))
 
 
 if __name__ == "__main__":
