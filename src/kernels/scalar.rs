@@ -26,13 +26,15 @@ fn mask(a: V, b: V, f: impl Fn(f32, f32) -> bool) -> u16 {
     (0..LANES).fold(0, |m, i| m | (u16::from(f(a[i], b[i])) << i))
 }
 
+/// [`Simd::max`] of one lane.
 #[inline(always)]
-fn max1(a: f32, b: f32) -> f32 {
+pub(crate) fn max1(a: f32, b: f32) -> f32 {
     if a > b { a } else { b }
 }
 
+/// The reduction tree every path uses: `(i, i+8)`, `(i, i+4)`, `(i, i+2)`, `(0, 1)`.
 #[inline(always)]
-fn tree(v: V, f: impl Fn(f32, f32) -> f32) -> f32 {
+pub(crate) fn tree(v: V, f: impl Fn(f32, f32) -> f32) -> f32 {
     let h8: [f32; 8] = core::array::from_fn(|i| f(v[i], v[i + 8]));
     let h4: [f32; 4] = core::array::from_fn(|i| f(h8[i], h8[i + 4]));
     let h2: [f32; 2] = core::array::from_fn(|i| f(h4[i], h4[i + 2]));

@@ -5,6 +5,7 @@
 
 use core::arch::aarch64::*;
 
+use crate::kernels::scalar::{max1, tree};
 use crate::kernels::simd::{LANES, Simd, check_strided};
 
 /// Token for the NEON path; only made where the CPU has NEON.
@@ -83,21 +84,6 @@ fn from_lanes(x: &[f32; LANES]) -> V {
             vld1q_f32(x.as_ptr().add(12)),
         ]
     }
-}
-
-#[inline(always)]
-fn max1(a: f32, b: f32) -> f32 {
-    if a > b { a } else { b }
-}
-
-/// The portable path's reduction tree, on the lanes.
-#[inline(always)]
-fn tree(v: V, f: impl Fn(f32, f32) -> f32) -> f32 {
-    let v = lanes(v);
-    let h8: [f32; 8] = core::array::from_fn(|i| f(v[i], v[i + 8]));
-    let h4: [f32; 4] = core::array::from_fn(|i| f(h8[i], h8[i + 4]));
-    let h2: [f32; 2] = core::array::from_fn(|i| f(h4[i], h4[i + 2]));
-    f(h2[0], h2[1])
 }
 
 impl Simd for Neon {
@@ -226,10 +212,10 @@ impl Simd for Neon {
     fn prefetch(self, _at: &f32) {}
     #[inline(always)]
     fn reduce_add(self, v: V) -> f32 {
-        tree(v, |x, y| x + y)
+        tree(lanes(v), |x, y| x + y)
     }
     #[inline(always)]
     fn reduce_max(self, v: V) -> f32 {
-        tree(v, max1)
+        tree(lanes(v), max1)
     }
 }
