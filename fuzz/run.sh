@@ -30,7 +30,7 @@ for t in "${targets[@]}"; do
   if ! "${cargo[@]}" fuzz run -O "$t" "corpus/$t" -- \
       -max_total_time="$seconds" -max_len=4096 -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1; then
     tail -n 80 "$log"
-    echo "fuzz target $t found a problem (input in fuzz/artifacts/$t/)" >&2
+    echo "fuzz target $t failed: a build error, or a finding (input in fuzz/artifacts/$t/)" >&2
     exit 1
   fi
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)

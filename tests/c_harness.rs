@@ -2,7 +2,7 @@
 //! crate finds, links it once with the shared and once with the static
 //! library that this `cargo test` built, and runs both.
 
-mod support;
+mod cross;
 
 use std::path::{Path, PathBuf};
 
@@ -16,7 +16,7 @@ fn lib_dir() -> PathBuf {
 
 fn compile(out: &Path, link: &[&str]) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut cmd = support::target_cc();
+    let mut cmd = cross::target_cc();
     cmd.args(["-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-g"])
         .arg("-I")
         .arg(root.join("include"))
@@ -30,7 +30,7 @@ fn compile(out: &Path, link: &[&str]) {
 }
 
 fn run(exe: &Path) {
-    let out = support::run_target(exe).output().expect("harness runs");
+    let out = cross::run_target(exe).output().expect("harness runs");
     let text = String::from_utf8_lossy(&out.stdout);
     print!("{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{} failed", exe.display());

@@ -2,7 +2,7 @@
 //! `xent_active_isa()` reports the path in use. The variable is read once
 //! per process, so each setting runs in a child process.
 
-mod support;
+mod cross;
 
 use std::ffi::CStr;
 
@@ -26,7 +26,7 @@ fn xent_isa_caps_the_path_and_active_isa_reports_it() {
         if Isa::parse(name).is_some_and(|isa| isa.capped() != isa) {
             println!("XENT_ISA={name}: this CPU lacks it, so the path is capped to {}", best.name());
         }
-        let out = support::run_target(&exe)
+        let out = cross::run_target(&exe)
             .args(["--exact", "child_reports_active_isa", "--test-threads=1"])
             .env("XENT_ISA", name)
             .env("XENT_TEST_EXPECT_ISA", want.name())

@@ -1,7 +1,7 @@
 //! Every C example in the README must compile (with -Werror) and run:
 //! blocks fenced as `c` are complete programs (fragments are fenced `C`).
 
-mod support;
+mod cross;
 
 use std::path::Path;
 
@@ -18,7 +18,7 @@ fn readme_c_examples_compile_and_run() {
         let src = tmp.join(format!("readme_example_{k}.c"));
         std::fs::write(&src, block).expect("write example");
         let exe = tmp.join(format!("readme_example_{k}"));
-        let status = support::target_cc()
+        let status = cross::target_cc()
             .args(["-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-I"])
             .arg(root.join("include"))
             .arg(&src)
@@ -31,7 +31,7 @@ fn readme_c_examples_compile_and_run() {
             .status()
             .expect("cc runs");
         assert!(status.success(), "README C example {k} does not compile");
-        let out = support::run_target(&exe).output().expect("example runs");
+        let out = cross::run_target(&exe).output().expect("example runs");
         assert!(out.status.success(), "README C example {k}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(String::from_utf8_lossy(&out.stdout).starts_with("loss "), "README C example {k} prints its loss");
     }

@@ -1,0 +1,33 @@
+//! Running what the tests build for the target they were built for, so
+//! that `make test-cross` can run the aarch64 build under qemu. (Apart from
+//! `support`, which the fuzz crate also compiles.)
+#![allow(dead_code)]
+
+/// A command that runs the target binary `exe`: through the emulator in
+/// `$XENT_TEST_RUNNER` (e.g. `qemu-aarch64 -L /usr/aarch64-linux-gnu`, as
+/// `make test-cross` sets it) when the tests are cross-built, else directly.
+pub fn run_target(exe: &std::path::Path) -> std::process::Command {
+    match std::env::var("XENT_TEST_RUNNER") {
+        Ok(r) if !r.trim().is_empty() => {
+            let mut parts = r.split_whitespace();
+            let mut c = std::process::Command::new(parts.next().expect("a runner"));
+            c.args(parts).arg(exe);
+            c
+        }
+        _ => std::process::Command::new(exe),
+    }
+}
+
+/// The C compiler for the target these tests were built for (the `cc`
+/// crate's choice: `cc` natively, `aarch64-linux-gnu-gcc` for aarch64...).
+pub fn target_cc() -> std::process::Command {
+    let target = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
+    cc::Build::new()
+        .cargo_metadata(false)
+        .target(&target)
+        .host(&target)
+        .opt_level(1)
+        .warnings_into_errors(true)
+        .get_compiler()
+        .to_command()
+}
