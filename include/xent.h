@@ -106,8 +106,9 @@ typedef struct XentShardStats {
    */
   float target_logit;
   /*
-   `Σ w_j (z'_j − max)` when label smoothing is on (−inf if every value
-   is −inf), else 0.
+   `Σ w_j (z'_j − max)` over the classes with `w_j ≠ 0` when label
+   smoothing is on (−inf if every value is −inf and some `w_j > 0`),
+   else 0.
    */
   float weighted_logit_sum;
   /*

@@ -28,8 +28,9 @@ pub struct ShardStats {
     pub sum_exp: f32,
     /// `z'` at the row's label when the label is in the shard, else 0.
     pub target_logit: f32,
-    /// `Σ w_j (z'_j − max)` when label smoothing is on (−inf if every value
-    /// is −inf), else 0.
+    /// `Σ w_j (z'_j − max)` over the classes with `w_j ≠ 0` when label
+    /// smoothing is on (−inf if every value is −inf and some `w_j > 0`),
+    /// else 0.
     pub weighted_logit_sum: f32,
     /// `Σ w_j` (class weights, or ones) when label smoothing is on, else 0.
     pub weight_sum: f32,
