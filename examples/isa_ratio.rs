@@ -1,13 +1,15 @@
 //! Each kernel path this CPU (or emulator) has against the portable path:
-//! fused forward+backward on the same logits, the paths alternating so a
-//! noisy machine (or qemu) slows all alike; prints each path's median of 7
-//! timings and its speed-up over `scalar`.
+//! fused forward+backward on the same logits, and the exp kernel alone on
+//! as many values, the paths alternating so a noisy machine (or qemu) slows
+//! all alike; prints each path's median of 7 timings and its speed-up over
+//! `scalar`.
 //!
 //!     cargo run --release --example isa_ratio -- 64 4096
 //!     make isa-ratio-cross    # the aarch64 build under qemu-aarch64
 
 use std::time::Instant;
 
+use xent::exp_lanes;
 use xent::kernels::Isa;
 use xent::loss::*;
 
@@ -22,7 +24,9 @@ fn main() {
     let (mut loss, mut grad) = ([0f32], vec![0f32; rows * cols]);
     let o = Options { num_threads: 1, ..Options::default() };
     let paths = Isa::available();
-    let mut times = vec![Vec::new(); paths.len()];
+    let mut fused = vec![Vec::new(); paths.len()];
+    let mut exp = vec![Vec::new(); paths.len()];
+    let mut out = vec![0f32; rows * cols];
     for _ in 0..7 {
         for (k, &isa) in paths.iter().enumerate() {
             Isa::override_for_this_thread(Some(isa));
@@ -30,19 +34,25 @@ fn main() {
                 logits: Matrix { data: &logits, rows, cols, stride: cols },
                 grad: MatrixMut { data: &mut grad, rows, cols, stride: cols },
             };
-            let out = ForwardOut { loss: &mut loss, lse: None, argmax: None };
+            let res = ForwardOut { loss: &mut loss, lse: None, argmax: None };
             let t = Instant::now();
-            forward_backward(io, Targets::Labels(&labels), &o, out).expect("valid call");
-            times[k].push(t.elapsed().as_secs_f64());
+            forward_backward(io, Targets::Labels(&labels), &o, res).expect("valid call");
+            fused[k].push(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            exp_lanes(isa, &logits, &mut out);
+            exp[k].push(t.elapsed().as_secs_f64());
         }
     }
-    let median = |v: &mut Vec<f64>| {
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let base = median(&mut times[0].clone());
-    for (k, isa) in paths.iter().enumerate() {
-        let m = median(&mut times[k]);
-        println!("{rows}x{cols} {:>7}: {:9.3} ms, {:.2}x scalar", isa.name(), m * 1e3, base / m);
+    for (what, times) in [("fused", &fused), ("exp", &exp)] {
+        let base = median(&times[0]);
+        for (k, isa) in paths.iter().enumerate() {
+            let m = median(&times[k]);
+            println!("{rows}x{cols} {what:>5} {:>7}: {:9.3} ms, {:.2}x scalar", isa.name(), m * 1e3, base / m);
+        }
     }
 }
