@@ -12,20 +12,10 @@ use std::time::{Duration, Instant};
 use xent::capi::*;
 
 mod support;
-use support::Rng;
+use support::{Rng, bytes, last_error};
 
 type Out = (XentStatus, Vec<u8>, String);
 type Run = Box<dyn Fn() -> Out + Send + Sync>;
-
-fn bytes<T>(v: &[T]) -> Vec<u8> {
-    // SAFETY: plain numbers; any byte view of them is valid.
-    unsafe { core::slice::from_raw_parts(v.as_ptr() as *const u8, core::mem::size_of_val(v)) }.to_vec()
-}
-
-fn last_error() -> String {
-    // SAFETY: never NULL, valid until this thread's next failing call.
-    unsafe { CStr::from_ptr(xent_last_error()) }.to_string_lossy().into_owned()
-}
 
 /// The result of a call: its status, its outputs and, when it failed, the
 /// message this thread then sees.

@@ -12,8 +12,8 @@ pub mod support;
 use core::ffi::c_void;
 use core::mem::{offset_of, size_of};
 use std::cell::Cell;
-use std::ffi::CStr;
 
+pub use support::{bytes, last_error};
 pub use xent::capi::*;
 use xent::loss::Reduction;
 
@@ -157,7 +157,7 @@ impl Expect {
     /// statuses, say why, and have left every byte of `before` as it was;
     /// without one it must succeed (or report the skipped pool task).
     pub fn judge(&self, status: XentStatus, before: &[Vec<u8>], after: &[Vec<u8>], call: &str) {
-        let msg = unsafe { CStr::from_ptr(xent_last_error()) }.to_string_lossy().into_owned();
+        let msg = last_error();
         if !self.defects.is_empty() {
             assert!(
                 self.defects.iter().any(|d| d.0 == status),
@@ -179,12 +179,6 @@ impl Expect {
     pub fn comparable(&self, status: XentStatus) -> bool {
         status == XENT_STATUS_OK && !self.wild
     }
-}
-
-/// The bytes of a buffer, for the nothing-written check.
-pub fn bytes<T: Copy>(v: &[T]) -> Vec<u8> {
-    // SAFETY: plain numbers; any byte view of them is valid.
-    unsafe { core::slice::from_raw_parts(v.as_ptr() as *const u8, core::mem::size_of_val(v)) }.to_vec()
 }
 
 /// Exactly `n` elements (no spare capacity, so AddressSanitizer catches a

@@ -156,3 +156,16 @@ pub fn close(got: f64, want: f64, rel: f64, abs: f64) -> bool {
     }
     (got - want).abs() <= abs + rel * want.abs()
 }
+
+/// The bytes of a buffer of plain numbers (for checking that a call wrote
+/// nothing, or the same thing twice).
+pub fn bytes<T: Copy>(v: &[T]) -> Vec<u8> {
+    // SAFETY: plain numbers; any byte view of them is valid.
+    unsafe { core::slice::from_raw_parts(v.as_ptr() as *const u8, core::mem::size_of_val(v)) }.to_vec()
+}
+
+/// This thread's `xent_last_error()`.
+pub fn last_error() -> String {
+    // SAFETY: never NULL, valid until this thread's next failing call.
+    unsafe { std::ffi::CStr::from_ptr(xent::capi::xent_last_error()) }.to_string_lossy().into_owned()
+}
