@@ -72,7 +72,7 @@ static void test_meta(void) {
     }
     CHECK(xent_status_message(0xffffffffu) != NULL, "unknown status message");
     const char *isa = xent_active_isa();
-    CHECK(!strcmp(isa, "scalar") || !strcmp(isa, "neon") || !strcmp(isa, "avx2") || !strcmp(isa, "avx512"), "isa %s", isa);
+    CHECK(!strcmp(isa, "scalar") || !strcmp(isa, "neon") || !strcmp(isa, "simd128") || !strcmp(isa, "avx2") || !strcmp(isa, "avx512"), "isa %s", isa);
     XentOptions o = xent_options_default();
     CHECK(o.struct_size == sizeof(XentOptions), "struct_size %zu", o.struct_size);
     CHECK(o.reduction == XENT_REDUCTION_MEAN && o.ignore_index == -100 && o.class_weights == NULL, "defaults");

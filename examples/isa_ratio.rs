@@ -23,7 +23,7 @@ fn main() {
     let labels: Vec<i32> = (0..rows).map(|i| (i * 31 % cols) as i32).collect();
     let (mut loss, mut grad) = ([0f32], vec![0f32; rows * cols]);
     let o = Options { num_threads: 1, ..Options::default() };
-    let paths = Isa::available();
+    let paths: Vec<Isa> = Isa::available().collect();
     let mut fused = vec![Vec::new(); paths.len()];
     let mut exp = vec![Vec::new(); paths.len()];
     let mut out = vec![0f32; rows * cols];

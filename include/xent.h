@@ -158,6 +158,12 @@ typedef struct XentShardStats {
 #define XENT_STATUS_INTERNAL_ERROR 7
 
 /*
+ This build lacks what the call needs: a no_std build (without the `std`
+ feature) has no 16-bit or fused linear calls.
+ */
+#define XENT_STATUS_UNSUPPORTED 8
+
+/*
  Weighted mean over kept rows: 'mean'.
  */
 #define XENT_REDUCTION_MEAN 0
@@ -177,6 +183,14 @@ extern "C" {
 #endif // __cplusplus
 
 /*
+ The precompiled `core` of a target that unwinds (x86-64 or aarch64 Linux)
+ refers to the unwinder's personality routine. A no_std build never
+ unwinds (panic = abort, and the handler above halts), so it is never
+ called; it only has to exist for the static library to link.
+ */
+void rust_eh_personality(void);
+
+/*
  The default options: MEAN, ignore_index -100, no weights, no smoothing,
  no z-loss, no softcap, num_threads 0, no parallel_for.
  */
@@ -194,13 +208,16 @@ const char *xent_version(void);
 const char *xent_status_message(XentStatus status);
 
 /*
- This thread's last failure message ("" if none yet). Valid until this
- thread's next failing xent call; never NULL.
+ This thread's last failure message ("" if none yet; at most 240 bytes).
+ Valid until this thread's next failing xent call; never NULL. A no_std
+ build (no thread-locals) returns the xent_status_message text of the
+ last failure on any thread instead.
  */
 const char *xent_last_error(void);
 
 /*
- The kernel path in use: "scalar", "neon", "avx2" or "avx512" (static storage).
+ The kernel path in use: "scalar", "neon", "simd128", "avx2" or "avx512"
+ (static storage).
  The best the CPU has, capped by the XENT_ISA environment variable (read once).
  */
 const char *xent_active_isa(void);

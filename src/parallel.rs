@@ -2,8 +2,8 @@
 //! caller's pool; partial sums are always combined in block order, so the
 //! result does not depend on which thread ran which block.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::loss::{Error, ErrorKind, Options, ParallelFor, Result};
 
@@ -11,9 +11,14 @@ use crate::loss::{Error, ErrorKind, Options, ParallelFor, Result};
 /// number of threads.
 const BLOCK_ELEMS: usize = 1 << 14;
 /// Below this many logits a call stays on the calling thread.
+#[cfg(feature = "std")]
 const PARALLEL_MIN_ELEMS: usize = 1 << 18;
 /// Upper bound on built-in threads per call.
+#[cfg(feature = "std")]
 const MAX_THREADS: usize = 256;
+/// Blocks handed to a caller's pool per `parallel_for` call: their slots live
+/// on the stack, so a call with more blocks makes one call per round.
+const ROUND: usize = 64;
 
 /// Rows per block for rows of `cols` classes: a multiple of 16 when rows are
 /// short, so the short-row batches of 16 tile every block exactly.
@@ -26,6 +31,7 @@ pub(crate) fn block_rows(cols: usize) -> usize {
 #[derive(Clone, Copy)]
 pub(crate) enum Exec<'a> {
     Inline,
+    #[cfg(feature = "std")]
     Threads(usize),
     Pool(&'a dyn ParallelFor),
 }
@@ -45,6 +51,11 @@ impl<'a> Exec<'a> {
         if let Some(pool) = o.parallel_for {
             return Exec::Pool(pool);
         }
+        Exec::threads(o, blocks, work)
+    }
+
+    #[cfg(feature = "std")]
+    fn threads(o: &Options<'a>, blocks: usize, work: usize) -> Exec<'a> {
         if work < PARALLEL_MIN_ELEMS {
             return Exec::Inline;
         }
@@ -57,6 +68,12 @@ impl<'a> Exec<'a> {
             n => Exec::Threads(n),
         }
     }
+
+    /// Without std xent starts no threads: `num_threads` is ignored.
+    #[cfg(not(feature = "std"))]
+    fn threads(_: &Options<'a>, _: usize, _: usize) -> Exec<'a> {
+        Exec::Inline
+    }
 }
 
 /// Sums two partials; the only way partials are combined.
@@ -64,8 +81,51 @@ fn add(a: (f64, f64), b: (f64, f64)) -> (f64, f64) {
     (a.0 + b.0, a.1 + b.1)
 }
 
-/// A block waiting to run, and its result once it has.
-type Slot<B> = (Option<B>, Option<(f64, f64)>);
+/// A block waiting to run, and its result once it has. Whichever thread
+/// moves `state` from WAITING to TAKEN owns `block` and `sum` until it stores
+/// DONE (Release); the caller reads `sum` only after loading DONE (Acquire).
+struct Slot<B> {
+    state: AtomicU8,
+    block: UnsafeCell<Option<B>>,
+    sum: UnsafeCell<(f64, f64)>,
+}
+
+const WAITING: u8 = 0;
+const TAKEN: u8 = 1;
+const DONE: u8 = 2;
+
+// SAFETY: the state machine above gives one thread at a time access to
+// `block` and `sum`; a block (`B: Send`) moves to the thread that takes it.
+unsafe impl<B: Send> Sync for Slot<B> {}
+
+impl<B> Slot<B> {
+    fn new(block: Option<B>) -> Self {
+        Slot { state: AtomicU8::new(WAITING), block: UnsafeCell::new(block), sum: UnsafeCell::new((0.0, 0.0)) }
+    }
+
+    /// Runs the block unless another call of this task index took it.
+    fn run(&self, work: &impl Fn(B) -> (f64, f64)) {
+        if self.state.compare_exchange(WAITING, TAKEN, Ordering::Acquire, Ordering::Relaxed).is_err() {
+            return;
+        }
+        // SAFETY: the exchange above made this thread the only one to touch
+        // `block` and `sum` until it stores DONE.
+        let block = unsafe { (*self.block.get()).take() };
+        if let Some(b) = block {
+            let r = work(b);
+            // SAFETY: as above; DONE (Release) publishes the write.
+            unsafe { *self.sum.get() = r };
+            self.state.store(DONE, Ordering::Release);
+        }
+    }
+
+    /// The block's sums, if it ran to the end.
+    fn result(&self) -> Option<(f64, f64)> {
+        // SAFETY: DONE (Acquire) means the writer finished with `sum` and
+        // nobody writes it again.
+        (self.state.load(Ordering::Acquire) == DONE).then(|| unsafe { *self.sum.get() })
+    }
+}
 
 /// Runs `work` on every block and returns the block-ordered sum of results.
 pub(crate) fn run<B: Send>(
@@ -73,59 +133,86 @@ pub(crate) fn run<B: Send>(
     blocks: impl ExactSizeIterator<Item = B>,
     work: impl Fn(B) -> (f64, f64) + Sync,
 ) -> Result<(f64, f64)> {
-    if let Exec::Inline = exec {
-        return Ok(blocks.fold((0.0, 0.0), |acc, b| add(acc, work(b))));
-    }
-    let mut slots: Vec<Mutex<Slot<B>>> = Vec::new();
-    slots
-        .try_reserve_exact(blocks.len())
-        .map_err(|_| Error::new(ErrorKind::AllocationFailed, "cannot allocate the block table"))?;
-    slots.extend(blocks.map(|b| Mutex::new((Some(b), None))));
-    let task = |i: usize| {
-        let Some(slot) = slots.get(i) else { return };
-        // A task index run twice finds its block taken and does nothing.
-        let block = slot.lock().map(|mut s| s.0.take()).ok().flatten();
-        if let Some(b) = block {
-            let r = work(b);
-            if let Ok(mut s) = slot.lock() {
-                s.1 = Some(r);
-            }
-        }
-    };
     match exec {
-        Exec::Pool(pool) => pool.run(slots.len(), &task),
-        Exec::Threads(n) => {
-            let next = AtomicUsize::new(0);
-            let worker = || {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= slots.len() {
-                        break;
-                    }
-                    task(i);
-                }
-            };
-            std::thread::scope(|sc| {
-                for _ in 1..n {
-                    // A thread that cannot start leaves its share to the others.
-                    let _ = std::thread::Builder::new().spawn_scoped(sc, worker);
-                }
-                worker();
-            });
-        }
-        Exec::Inline => unreachable!("handled above"),
+        Exec::Inline => Ok(blocks.fold((0.0, 0.0), |acc, b| add(acc, work(b)))),
+        Exec::Pool(pool) => run_pool(pool, blocks, work),
+        #[cfg(feature = "std")]
+        Exec::Threads(n) => run_threads(n, blocks, work),
     }
-    let mut total = (0.0, 0.0);
-    for (i, slot) in slots.into_iter().enumerate() {
-        match slot.into_inner().ok().and_then(|s| s.1) {
-            Some(r) => total = add(total, r),
+}
+
+/// Adds the results of `slots` (blocks `first..`) to `total`, in order.
+fn collect<B>(slots: &[Slot<B>], first: usize, total: &mut (f64, f64)) -> Result<()> {
+    for (i, slot) in slots.iter().enumerate() {
+        match slot.result() {
+            Some(r) => *total = add(*total, r),
             None => {
                 return Err(Error::new(
                     ErrorKind::Internal,
-                    format!("block {i} was not run (parallel_for must run every task index once)"),
+                    format_args!("block {} was not run (parallel_for must run every task index once)", first + i),
                 ));
             }
         }
     }
+    Ok(())
+}
+
+/// The caller's pool, in rounds of up to [`ROUND`] blocks whose slots are on
+/// the stack: nothing is allocated.
+fn run_pool<B: Send>(
+    pool: &dyn ParallelFor,
+    mut blocks: impl ExactSizeIterator<Item = B>,
+    work: impl Fn(B) -> (f64, f64) + Sync,
+) -> Result<(f64, f64)> {
+    let mut total = (0.0, 0.0);
+    let mut first = 0;
+    while blocks.len() > 0 {
+        let n = blocks.len().min(ROUND);
+        let slots: [Slot<B>; ROUND] = core::array::from_fn(|i| Slot::new(if i < n { blocks.next() } else { None }));
+        let slots = &slots[..n];
+        // A task index out of range is ignored, one run twice finds its
+        // block taken.
+        pool.run(n, &|i: usize| {
+            if let Some(slot) = slots.get(i) {
+                slot.run(&work);
+            }
+        });
+        collect(slots, first, &mut total)?;
+        first += n;
+    }
+    Ok(total)
+}
+
+/// xent's own scoped threads, taking blocks in order from one table.
+#[cfg(feature = "std")]
+fn run_threads<B: Send>(
+    n: usize,
+    blocks: impl ExactSizeIterator<Item = B>,
+    work: impl Fn(B) -> (f64, f64) + Sync,
+) -> Result<(f64, f64)> {
+    let mut slots: Vec<Slot<B>> = Vec::new();
+    slots
+        .try_reserve_exact(blocks.len())
+        .map_err(|_| Error::new(ErrorKind::AllocationFailed, "cannot allocate the block table"))?;
+    slots.extend(blocks.map(|b| Slot::new(Some(b))));
+    let next = core::sync::atomic::AtomicUsize::new(0);
+    let worker = || {
+        loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            match slots.get(i) {
+                Some(slot) => slot.run(&work),
+                None => break,
+            }
+        }
+    };
+    std::thread::scope(|sc| {
+        for _ in 1..n {
+            // A thread that cannot start leaves its share to the others.
+            let _ = std::thread::Builder::new().spawn_scoped(sc, worker);
+        }
+        worker();
+    });
+    let mut total = (0.0, 0.0);
+    collect(&slots, 0, &mut total)?;
     Ok(total)
 }

@@ -368,7 +368,7 @@ fn a_single_row_with_an_enormous_stride_is_the_dense_row() {
             let dense = make_case(&mut rng, 1, cols, Values::Normal, soft);
             let mut c = Case { logits: dense.logits[..cols].to_vec(), stride: cols, ..dense };
             let want = fused(&c, false, |_| {});
-            for stride in [usize::MAX, usize::MAX / 2, 1 << 62, (1 << 40) + 3] {
+            for stride in [usize::MAX, usize::MAX / 2, usize::MAX / 4 + 1, usize::MAX / 1000 + 3] {
                 c.stride = stride;
                 for_each_isa(|isa| {
                     for in_place in [false, true] {

@@ -41,11 +41,15 @@ fn exp_is_within_2_ulp_on_the_softmax_domain_exhaustively() {
     let hi = (-87.336_54f32).to_bits() + 1;
     let isa = Isa::active();
     let mid = lo + (hi - lo) / 2;
-    let (a, b) = std::thread::scope(|sc| {
-        let h = sc.spawn(|| sweep(isa, lo, mid, 1));
-        let b = sweep(isa, mid, hi, 1);
-        (h.join().unwrap(), b)
-    });
+    // Two threads where there are threads (not on wasm32-wasip1).
+    let (a, b) =
+        std::thread::scope(|sc| match std::thread::Builder::new().spawn_scoped(sc, || sweep(isa, lo, mid, 1)) {
+            Ok(h) => {
+                let b = sweep(isa, mid, hi, 1);
+                (h.join().unwrap(), b)
+            }
+            Err(_) => (sweep(isa, lo, mid, 1), sweep(isa, mid, hi, 1)),
+        });
     let worst = if a.0 > b.0 { a } else { b };
     println!("{}: worst {:.3} ulp at {}", isa.name(), worst.0, worst.1);
     assert!(worst.0 <= 2.0, "{worst:?}");

@@ -230,6 +230,7 @@ struct Got {
 
 const UNTOUCHED: f32 = -7.5;
 
+#[allow(clippy::result_large_err)] // xent's errors carry their message inline
 fn call(l: &Lin, ask: Ask, tweak: impl Fn(&mut Options<'_>)) -> Result<Got> {
     let (ghs, gws) = (l.dim + 2, l.dim + 1);
     let fill = |rows: usize, stride: usize| vec![UNTOUCHED; if rows == 0 { 0 } else { (rows - 1) * stride + l.dim }];
@@ -533,7 +534,7 @@ fn a_single_row_or_class_with_an_enormous_stride_is_the_dense_one() {
             ..dense
         };
         let want = call(&l, ALL, |_| {}).expect("dense call");
-        for stride in [usize::MAX, 1 << 62, (1 << 40) + 1] {
+        for stride in [usize::MAX, usize::MAX / 4 + 1, usize::MAX / 1000 + 1] {
             if rows == 1 {
                 l.hs = stride;
             }

@@ -137,7 +137,7 @@ def version():
 
 
 def active_isa():
-    """The kernel path in use: "scalar", "neon", "avx2" or "avx512"."""
+    """The kernel path in use: "scalar", "neon", "simd128", "avx2" or "avx512"."""
     return _lib.xent_active_isa().decode()
 
 

@@ -7,7 +7,6 @@
 
 use core::ffi::c_void;
 use core::mem::{align_of, offset_of, size_of};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::status::*;
 use crate::loss::{
@@ -15,7 +14,7 @@ use crate::loss::{
     Result, Targets, Upstream, check_shape,
 };
 
-fn fail<T>(kind: ErrorKind, msg: impl Into<String>) -> Result<T> {
+fn fail<T>(kind: ErrorKind, msg: impl core::fmt::Display) -> Result<T> {
     Err(Error::new(kind, msg))
 }
 
@@ -54,7 +53,7 @@ pub(super) unsafe fn read_options(p: *const XentOptions) -> Result<XentOptions> 
     if size < size_of::<usize>() || size > size_of::<XentOptions>() {
         return fail(
             ErrorKind::InvalidArgument,
-            format!(
+            format_args!(
                 "options struct_size {size} is invalid (this library's XentOptions is {} bytes)",
                 size_of::<XentOptions>()
             ),
@@ -88,7 +87,7 @@ pub(super) fn reduction(r: XentReduction) -> Result<Reduction> {
         XENT_REDUCTION_MEAN => Ok(Reduction::Mean),
         XENT_REDUCTION_SUM => Ok(Reduction::Sum),
         XENT_REDUCTION_NONE => Ok(Reduction::None),
-        _ => fail(ErrorKind::InvalidArgument, format!("unknown reduction {r} (expected 0, 1 or 2)")),
+        _ => fail(ErrorKind::InvalidArgument, format_args!("unknown reduction {r} (expected 0, 1 or 2)")),
     }
 }
 
@@ -142,17 +141,20 @@ impl Regions {
             return Ok(r);
         }
         if p.is_null() {
-            return fail(ErrorKind::NullPointer, format!("{name} is NULL but {len} values are needed"));
+            return fail(ErrorKind::NullPointer, format_args!("{name} is NULL but {len} values are needed"));
         }
         if !(p as usize).is_multiple_of(align_of::<T>()) {
-            return fail(ErrorKind::InvalidArgument, format!("{name} is not aligned to {} bytes", align_of::<T>()));
+            return fail(
+                ErrorKind::InvalidArgument,
+                format_args!("{name} is not aligned to {} bytes", align_of::<T>()),
+            );
         }
         let bytes = len
             .checked_mul(size_of::<T>())
             .filter(|&b| b <= isize::MAX as usize)
             .and_then(|b| (p as usize).checked_add(b).map(|end| (b, end)));
         let Some((_, end)) = bytes else {
-            return fail(ErrorKind::SizeOverflow, format!("{name}: {len} values overflow the address space"));
+            return fail(ErrorKind::SizeOverflow, format_args!("{name}: {len} values overflow the address space"));
         };
         self.list[self.n] = (name, p as usize, end, output);
         self.n += 1;
@@ -183,7 +185,10 @@ impl Regions {
         for (i, a) in l.iter().enumerate() {
             for b in &l[i + 1..] {
                 if (a.3 || b.3) && a.1 < b.2 && b.1 < a.2 {
-                    return fail(ErrorKind::InvalidArgument, format!("{} overlaps {} ({})", b.0, a.0, self.allowed));
+                    return fail(
+                        ErrorKind::InvalidArgument,
+                        format_args!("{} overlaps {} ({})", b.0, a.0, self.allowed),
+                    );
                 }
             }
         }
@@ -224,7 +229,6 @@ unsafe impl Sync for CPool {}
 
 struct TaskData<'a> {
     task: &'a (dyn Fn(usize) + Sync),
-    panicked: AtomicBool,
 }
 
 unsafe extern "C" fn trampoline(ctx: *mut c_void, index: usize) {
@@ -233,10 +237,13 @@ unsafe extern "C" fn trampoline(ctx: *mut c_void, index: usize) {
     }
     // SAFETY: ctx is the TaskData passed to parallel_for below, alive until it returns.
     let data = unsafe { &*(ctx as *const TaskData<'_>) };
-    let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (data.task)(index))).is_ok();
-    if !ok {
-        data.panicked.store(true, Ordering::Relaxed);
-    }
+    // A panic must not unwind into the caller's C frames; the task's block
+    // then never finishes, which the call reports as an internal error.
+    // (Without std there is no unwinding: a panic is the panic handler's.)
+    #[cfg(feature = "std")]
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (data.task)(index)));
+    #[cfg(not(feature = "std"))]
+    (data.task)(index);
 }
 
 impl CPool {
@@ -248,7 +255,7 @@ impl CPool {
 
 impl ParallelFor for CPool {
     fn run(&self, n_tasks: usize, task: &(dyn Fn(usize) + Sync)) {
-        let data = TaskData { task, panicked: AtomicBool::new(false) };
+        let data = TaskData { task };
         // SAFETY: the caller's parallel_for contract: call trampoline(ctx, i)
         // for i < n_tasks and return when all calls have returned.
         unsafe { (self.f)(self.ctx, n_tasks, Some(trampoline), &data as *const TaskData<'_> as *mut c_void) };

@@ -5,16 +5,29 @@
 
 use core::ffi::c_void;
 
+#[cfg(feature = "std")]
 use super::args::{CPool, Regions, read_options, reduction, safe_options};
 use super::status::XentOptions;
+#[cfg(feature = "std")]
 use crate::linear::{self, Linear, LinearGrads};
-use crate::loss::{Error, ErrorKind, ForwardOut, Matrix, MatrixMut, Reduction, Result, check_shape};
+use crate::loss::{Error, ErrorKind, Result};
+#[cfg(feature = "std")]
+use crate::loss::{ForwardOut, Matrix, MatrixMut, Reduction, check_shape};
 
 /// Bytes the C caller may lose aligning its workspace pointer to 4 bytes.
+#[cfg(feature = "std")]
 const C_ALIGN_SLACK: usize = 3;
 
 /// `xent_linear_workspace_size`: bytes of the default workspace, 0 when the
+/// shape is invalid (or, without std, always: there is no fused linear call).
+#[cfg(not(feature = "std"))]
+pub(crate) fn workspace_size(_: usize, _: usize, _: usize) -> usize {
+    0
+}
+
+/// `xent_linear_workspace_size`: bytes of the default workspace, 0 when the
 /// shape is invalid.
+#[cfg(feature = "std")]
 pub(crate) fn workspace_size(rows: usize, dim: usize, classes: usize) -> usize {
     linear::workspace_len(rows, dim, classes)
         .and_then(|n| n.checked_mul(4))
@@ -24,6 +37,7 @@ pub(crate) fn workspace_size(rows: usize, dim: usize, classes: usize) -> usize {
 }
 
 /// Every argument of the two calls; the gradients are NULL for the forward.
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
 pub(crate) struct LinearCall {
     pub hidden: *const f32,
     pub rows: usize,
@@ -45,6 +59,7 @@ pub(crate) struct LinearCall {
 }
 
 /// The gradient outputs of `xent_linear_forward_backward` (each may be NULL).
+#[cfg_attr(not(feature = "std"), allow(dead_code))]
 pub(crate) struct GradPtrs {
     pub hidden: *mut f32,
     pub hidden_stride: usize,
@@ -53,16 +68,26 @@ pub(crate) struct GradPtrs {
     pub bias: *mut f32,
 }
 
-fn fail<T>(kind: ErrorKind, msg: impl Into<String>) -> Result<T> {
+fn fail<T>(kind: ErrorKind, msg: impl core::fmt::Display) -> Result<T> {
     Err(Error::new(kind, msg))
 }
 
 impl LinearCall {
+    /// Without std there is no fused linear call (its products allocate).
+    ///
+    /// # Safety
+    /// None needed: no pointer is read.
+    #[cfg(not(feature = "std"))]
+    pub(crate) unsafe fn run(self) -> Result<()> {
+        fail(ErrorKind::Unsupported, "the fused linear calls need xent's std feature (this is a no_std build)")
+    }
+
     /// Validates everything and runs the safe core.
     ///
     /// # Safety
     /// Every non-NULL pointer must be valid for the extent its arguments
     /// describe, as the header documents.
+    #[cfg(feature = "std")]
     pub(crate) unsafe fn run(self) -> Result<()> {
         // SAFETY: forwarded from the caller.
         let o = unsafe { read_options(self.options)? };
@@ -151,6 +176,7 @@ impl LinearCall {
 }
 
 /// The 4-byte-aligned floats inside a byte buffer.
+#[cfg(feature = "std")]
 fn floats(bytes: &mut [u8]) -> &mut [f32] {
     let skip = bytes.as_ptr().align_offset(4).min(bytes.len());
     let rest = &mut bytes[skip..];

@@ -36,20 +36,24 @@ pub extern "C" fn xent_status_message(status: XentStatus) -> *const c_char {
     status::message(status).as_ptr()
 }
 
-/// This thread's last failure message ("" if none yet). Valid until this
-/// thread's next failing xent call; never NULL.
+/// This thread's last failure message ("" if none yet; at most 240 bytes).
+/// Valid until this thread's next failing xent call; never NULL. A no_std
+/// build (no thread-locals) returns the xent_status_message text of the
+/// last failure on any thread instead.
 #[unsafe(no_mangle)]
 pub extern "C" fn xent_last_error() -> *const c_char {
     status::last_error_ptr()
 }
 
-/// The kernel path in use: "scalar", "neon", "avx2" or "avx512" (static storage).
+/// The kernel path in use: "scalar", "neon", "simd128", "avx2" or "avx512"
+/// (static storage).
 /// The best the CPU has, capped by the XENT_ISA environment variable (read once).
 #[unsafe(no_mangle)]
 pub extern "C" fn xent_active_isa() -> *const c_char {
     match crate::kernels::Isa::active() {
         crate::kernels::Isa::Scalar => c"scalar".as_ptr(),
         crate::kernels::Isa::Neon => c"neon".as_ptr(),
+        crate::kernels::Isa::Simd128 => c"simd128".as_ptr(),
         crate::kernels::Isa::Avx2 => c"avx2".as_ptr(),
         crate::kernels::Isa::Avx512 => c"avx512".as_ptr(),
     }

@@ -2,10 +2,9 @@
 //! panic guard every exported function runs its body in.
 
 use core::ffi::{c_char, c_void};
-use std::cell::RefCell;
-use std::ffi::CString;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
+#[cfg(feature = "std")]
+use crate::loss::Message;
 use crate::loss::{Error, ErrorKind};
 
 /// Result of every fallible call. Codes are never renumbered.
@@ -26,6 +25,9 @@ pub const XENT_STATUS_SIZE_OVERFLOW: XentStatus = 5;
 pub const XENT_STATUS_ALLOCATION_FAILED: XentStatus = 6;
 /// A bug in xent (a caught panic) or a parallel_for that skipped tasks.
 pub const XENT_STATUS_INTERNAL_ERROR: XentStatus = 7;
+/// This build lacks what the call needs: a no_std build (without the `std`
+/// feature) has no 16-bit or fused linear calls.
+pub const XENT_STATUS_UNSUPPORTED: XentStatus = 8;
 
 /// How row losses are combined (PyTorch's `reduction=`).
 pub type XentReduction = u32;
@@ -75,9 +77,32 @@ pub struct XentOptions {
     pub parallel_ctx: *mut c_void,
 }
 
-thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+/// A message as C reads it: its bytes and a NUL (a NUL inside becomes a space).
+#[cfg(feature = "std")]
+struct CMessage([u8; Message::capacity() + 1]);
+
+#[cfg(feature = "std")]
+impl CMessage {
+    const EMPTY: CMessage = CMessage([0; Message::capacity() + 1]);
+
+    fn set(&mut self, m: &str) {
+        let n = m.len().min(Message::capacity());
+        for (d, &b) in self.0.iter_mut().zip(&m.as_bytes()[..n]) {
+            *d = if b == 0 { b' ' } else { b };
+        }
+        self.0[n] = 0;
+    }
 }
+
+#[cfg(feature = "std")]
+thread_local! {
+    static LAST_ERROR: core::cell::RefCell<CMessage> = const { core::cell::RefCell::new(CMessage::EMPTY) };
+}
+
+/// no_std builds have no thread-locals: the last failure's status, for
+/// every thread, whose static text `xent_last_error` returns.
+#[cfg(not(feature = "std"))]
+static LAST_STATUS: core::sync::atomic::AtomicU32 = core::sync::atomic::AtomicU32::new(XENT_STATUS_OK);
 
 pub(crate) fn status_of(kind: ErrorKind) -> XentStatus {
     match kind {
@@ -88,34 +113,51 @@ pub(crate) fn status_of(kind: ErrorKind) -> XentStatus {
         ErrorKind::SizeOverflow => XENT_STATUS_SIZE_OVERFLOW,
         ErrorKind::AllocationFailed => XENT_STATUS_ALLOCATION_FAILED,
         ErrorKind::Internal => XENT_STATUS_INTERNAL_ERROR,
+        ErrorKind::Unsupported => XENT_STATUS_UNSUPPORTED,
     }
 }
 
-fn set_last_error(message: &str) {
-    let c = CString::new(message.replace('\0', " ")).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+fn set_last_error(e: &Error) {
+    #[cfg(feature = "std")]
+    LAST_ERROR.with(|slot| slot.borrow_mut().set(&e.message));
+    #[cfg(not(feature = "std"))]
+    LAST_STATUS.store(status_of(e.kind), core::sync::atomic::Ordering::Relaxed);
 }
 
-/// Pointer to this thread's last error message.
+/// Pointer to this thread's last error message (no_std: the static text of
+/// the last failure's status, on any thread; "" before the first).
 pub(crate) fn last_error_ptr() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    #[cfg(feature = "std")]
+    {
+        LAST_ERROR.with(|slot| slot.borrow().0.as_ptr().cast())
+    }
+    #[cfg(not(feature = "std"))]
+    {
+        match LAST_STATUS.load(core::sync::atomic::Ordering::Relaxed) {
+            XENT_STATUS_OK => c"".as_ptr(),
+            s => message(s).as_ptr(),
+        }
+    }
 }
 
-/// Runs an exported body: catches panics, records the error message and
-/// returns the status.
+/// Runs an exported body: catches panics (with std; without it a panic is
+/// the panic handler's), records the error message and returns the status.
 pub(crate) fn guard(body: impl FnOnce() -> Result<(), Error>) -> XentStatus {
-    let result = catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|payload| {
+    #[cfg(feature = "std")]
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|payload| {
         let what = payload
             .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
-        Err(Error::new(ErrorKind::Internal, format!("internal error (panic): {what}")))
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("unknown panic");
+        Err(Error::new(ErrorKind::Internal, format_args!("internal error (panic): {what}")))
     });
+    #[cfg(not(feature = "std"))]
+    let result = body();
     match result {
         Ok(()) => XENT_STATUS_OK,
         Err(e) => {
-            set_last_error(&e.message);
+            set_last_error(&e);
             status_of(e.kind)
         }
     }
@@ -132,6 +174,9 @@ pub(crate) fn message(s: XentStatus) -> &'static core::ffi::CStr {
         XENT_STATUS_SIZE_OVERFLOW => c"a size computation overflows",
         XENT_STATUS_ALLOCATION_FAILED => c"memory allocation failed",
         XENT_STATUS_INTERNAL_ERROR => c"internal error",
+        XENT_STATUS_UNSUPPORTED => {
+            c"this build of xent lacks the call (a no_std build: 16-bit and fused linear calls need std)"
+        }
         _ => c"unknown status code",
     }
 }

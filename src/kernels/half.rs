@@ -72,7 +72,7 @@ pub(crate) fn f32_to_f16(x: f32) -> u16 {
         ((r - 0x3800_0000) >> 13) as u16
     } else {
         // Subnormal or zero: |x| · 2²⁴ (exact) rounded to an integer.
-        (f32::from_bits(a) * 16_777_216.0).round_ties_even() as u16
+        crate::fmath::round_ties_even(f32::from_bits(a) * 16_777_216.0) as u16
     };
     sign | rest
 }
@@ -96,12 +96,14 @@ fn narrow_scalar(kind: Half, src: &[f32], dst: &mut [u16]) {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
+    use crate::kernels::{has_feature, once_flag};
     use core::arch::x86_64::*;
+    use core::sync::atomic::AtomicU8;
 
     /// Does this CPU have F16C (for binary16 on the AVX2 path)?
     pub(super) fn has_f16c() -> bool {
-        static F16C: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *F16C.get_or_init(|| !cfg!(miri) && std::arch::is_x86_feature_detected!("f16c"))
+        static F16C: AtomicU8 = AtomicU8::new(u8::MAX);
+        once_flag(&F16C, || !cfg!(miri) && has_feature!(x86 "f16c"))
     }
 
     #[target_feature(enable = "avx512f")]
@@ -125,12 +127,8 @@ mod x86 {
 
     /// Does this CPU have AVX-512 BF16 (and DQ, for the subnormal test)?
     pub(super) fn has_bf16() -> bool {
-        static BF16: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *BF16.get_or_init(|| {
-            !cfg!(miri)
-                && std::arch::is_x86_feature_detected!("avx512bf16")
-                && std::arch::is_x86_feature_detected!("avx512dq")
-        })
+        static BF16: AtomicU8 = AtomicU8::new(u8::MAX);
+        once_flag(&BF16, || !cfg!(miri) && has_feature!(x86 "avx512bf16") && has_feature!(x86 "avx512dq"))
     }
 
     /// bfloat16 rounding by `vcvtne2ps2bf16`, 32 values at a time. The

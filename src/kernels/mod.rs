@@ -16,11 +16,12 @@ mod scalar;
 mod short;
 pub(crate) mod simd;
 mod tile;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-use std::cell::Cell;
-use std::sync::OnceLock;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 pub use half::{Half, narrow_lanes, widen_lanes};
 pub(crate) use rows::{Coef, Grad, Io, Logit, Rows};
@@ -35,6 +36,8 @@ pub enum Isa {
     Scalar,
     /// aarch64 NEON (Advanced SIMD).
     Neon,
+    /// wasm32 SIMD (`simd128`), in modules built with it.
+    Simd128,
     /// x86-64 AVX2 + FMA.
     Avx2,
     /// x86-64 AVX-512F.
@@ -47,15 +50,18 @@ impl Isa {
         match self {
             Isa::Scalar => "scalar",
             Isa::Neon => "neon",
+            Isa::Simd128 => "simd128",
             Isa::Avx2 => "avx2",
             Isa::Avx512 => "avx512",
         }
     }
 
-    /// The best path this CPU supports (detected once).
+    /// The best path this CPU supports: detected once at run time with std,
+    /// the best the build targets without it (`-C target-feature` /
+    /// `target-cpu`).
     pub fn best_available() -> Isa {
-        static BEST: OnceLock<Isa> = OnceLock::new();
-        *BEST.get_or_init(|| {
+        static BEST: AtomicU8 = AtomicU8::new(UNKNOWN);
+        once(&BEST, || {
             // Miri runs the portable path only (it has no AVX intrinsics).
             #[cfg(all(target_arch = "x86_64", not(miri)))]
             {
@@ -70,36 +76,49 @@ impl Isa {
             if arm::Neon::new().is_some() {
                 return Isa::Neon;
             }
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            return Isa::Simd128;
+            #[allow(unreachable_code)]
             Isa::Scalar
         })
     }
 
     /// Every path this CPU supports, worst first.
-    pub fn available() -> Vec<Isa> {
-        Isa::all().into_iter().filter(|&i| i.capped() == i).collect()
+    pub fn available() -> impl Iterator<Item = Isa> {
+        Isa::all().into_iter().filter(|&i| i.capped() == i)
     }
 
     /// The path in use: [`Isa::best_available`] capped by `XENT_ISA`, read
     /// once (an unknown value is ignored), unless this thread set an override
-    /// with [`Isa::override_for_this_thread`].
+    /// with [`Isa::override_for_this_thread`]. Without std there is neither
+    /// an environment nor an override: the best path.
     pub fn active() -> Isa {
-        if let Some(isa) = OVERRIDE.with(Cell::get) {
-            return isa.capped();
+        #[cfg(feature = "std")]
+        {
+            if let Some(isa) = OVERRIDE.with(std::cell::Cell::get) {
+                return isa.capped();
+            }
+            static ACTIVE: AtomicU8 = AtomicU8::new(UNKNOWN);
+            once(&ACTIVE, || {
+                let best = Isa::best_available();
+                let cap = std::env::var("XENT_ISA").ok().and_then(|v| Isa::parse(&v));
+                cap.map_or(best, Isa::capped)
+            })
         }
-        static ACTIVE: OnceLock<Isa> = OnceLock::new();
-        *ACTIVE.get_or_init(|| {
-            let best = Isa::best_available();
-            let cap = std::env::var("XENT_ISA").ok().and_then(|v| Isa::parse(&v));
-            cap.map_or(best, Isa::capped)
-        })
+        #[cfg(not(feature = "std"))]
+        Isa::best_available()
     }
 
     /// Makes calls started on this thread use `isa` (capped to what the CPU
     /// has), or the process-wide choice again for `None`. For tests and
-    /// benchmarks that compare paths in one process.
+    /// benchmarks that compare paths in one process; without std it does
+    /// nothing.
     #[doc(hidden)]
     pub fn override_for_this_thread(isa: Option<Isa>) {
+        #[cfg(feature = "std")]
         OVERRIDE.with(|o| o.set(isa));
+        #[cfg(not(feature = "std"))]
+        let _ = isa;
     }
 
     /// Parses a path name as `XENT_ISA` spells it.
@@ -108,27 +127,83 @@ impl Isa {
     }
 
     /// Every path, in capping order.
-    pub fn all() -> [Isa; 4] {
-        [Isa::Scalar, Isa::Neon, Isa::Avx2, Isa::Avx512]
+    pub fn all() -> [Isa; 5] {
+        [Isa::Scalar, Isa::Neon, Isa::Simd128, Isa::Avx2, Isa::Avx512]
     }
 
     /// `self` if this CPU supports it, else the best path below it that it
-    /// does (the CPU's best path is its only one above `Neon` or `Scalar`).
+    /// does. Below the CPU's best path there is only the portable one, and
+    /// AVX2 under AVX-512.
     pub fn capped(self) -> Isa {
         let best = Isa::best_available();
-        if self >= best {
-            best
-        } else if self == Isa::Neon && !cfg!(target_arch = "aarch64") {
-            Isa::Scalar
-        } else {
-            self
+        match self {
+            _ if self >= best => best,
+            Isa::Avx2 => Isa::Avx2,
+            _ => Isa::Scalar,
         }
     }
 }
 
+#[cfg(feature = "std")]
 thread_local! {
-    static OVERRIDE: Cell<Option<Isa>> = const { Cell::new(None) };
+    static OVERRIDE: std::cell::Cell<Option<Isa>> = const { std::cell::Cell::new(None) };
 }
+
+/// A cell's value not computed yet.
+const UNKNOWN: u8 = u8::MAX;
+
+/// `cell`'s path, computed by `f` on first use (threads racing to compute it
+/// get the same answer).
+fn once(cell: &AtomicU8, f: impl FnOnce() -> Isa) -> Isa {
+    let v = cell.load(Ordering::Relaxed);
+    if let Some(&isa) = Isa::all().get(usize::from(v)) {
+        return isa;
+    }
+    let isa = f();
+    let index = Isa::all().iter().position(|&i| i == isa).unwrap_or(0);
+    cell.store(index as u8, Ordering::Relaxed);
+    isa
+}
+
+/// A flag computed by `f` on first use (racing threads get the same answer).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn once_flag(cell: &AtomicU8, f: impl FnOnce() -> bool) -> bool {
+    match cell.load(Ordering::Relaxed) {
+        UNKNOWN => {
+            let v = f();
+            cell.store(u8::from(v), Ordering::Relaxed);
+            v
+        }
+        v => v != 0,
+    }
+}
+
+/// Whether the CPU has an x86 / aarch64 feature: detected at run time with
+/// std, known at compile time without it.
+#[cfg(all(feature = "std", any(target_arch = "x86_64", target_arch = "aarch64")))]
+macro_rules! has_feature {
+    (x86 $f:tt) => {
+        std::arch::is_x86_feature_detected!($f)
+    };
+    (aarch64 $f:tt) => {
+        std::arch::is_aarch64_feature_detected!($f)
+    };
+}
+#[cfg(all(not(feature = "std"), any(target_arch = "x86_64", target_arch = "aarch64")))]
+macro_rules! has_feature {
+    ($arch:ident $f:tt) => {
+        $crate::kernels::compiled_with(cfg!(target_feature = $f))
+    };
+}
+/// Whether the build enabled a target feature (a function, so that the
+/// constant does not read as a tautology where features are combined).
+#[cfg(all(not(feature = "std"), any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[inline]
+pub(crate) fn compiled_with(enabled: bool) -> bool {
+    enabled
+}
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
+pub(crate) use has_feature;
 
 /// Generates, for each generic pass, one `#[target_feature]` shell per x86
 /// or aarch64 path and a safe dispatcher taking the [`Isa`].
@@ -175,6 +250,9 @@ macro_rules! dispatch {
                     // SAFETY: as above.
                     #[cfg(target_arch = "aarch64")]
                     Isa::Neon => unsafe { $name::neon($($arg),*) },
+                    // The module is built with simd128, so it is there.
+                    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                    Isa::Simd128 => rows::$name(wasm::Simd128, $($arg),*),
                     _ => rows::$name(scalar::Scalar, $($arg),*),
                 }
             }

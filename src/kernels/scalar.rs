@@ -84,7 +84,7 @@ impl Simd for Scalar {
     }
     #[inline(always)]
     fn fma(self, a: V, b: V, c: V) -> V {
-        core::array::from_fn(|i| a[i].mul_add(b[i], c[i]))
+        core::array::from_fn(|i| crate::fmath::fmaf(a[i], b[i], c[i]))
     }
     #[inline(always)]
     fn max(self, a: V, b: V) -> V {

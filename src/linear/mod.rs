@@ -112,7 +112,7 @@ pub fn workspace_len(rows: usize, dim: usize, classes: usize) -> Option<usize> {
     default_chunk(rows, classes).checked_mul(per_row)?.checked_add(ALIGN - 1)
 }
 
-fn err<T>(kind: ErrorKind, msg: impl Into<String>) -> Result<T> {
+fn err<T>(kind: ErrorKind, msg: impl core::fmt::Display) -> Result<T> {
     Err(Error::new(kind, msg))
 }
 
@@ -128,7 +128,7 @@ fn check(lin: &Linear<'_>, grads: Option<&LinearGrads<'_>>) -> Result<(usize, us
     if lin.weight.cols != dim {
         return err(
             ErrorKind::InvalidShape,
-            format!("weight is {}x{} but hidden rows have {dim} values", lin.weight.rows, lin.weight.cols),
+            format_args!("weight is {}x{} but hidden rows have {dim} values", lin.weight.rows, lin.weight.cols),
         );
     }
     let h = &lin.hidden;
@@ -143,7 +143,7 @@ fn check(lin: &Linear<'_>, grads: Option<&LinearGrads<'_>>) -> Result<(usize, us
         if (m.rows, m.cols) != want {
             return err(
                 ErrorKind::InvalidShape,
-                format!("{what} is {}x{} but must be {}x{}", m.rows, m.cols, want.0, want.1),
+                format_args!("{what} is {}x{} but must be {}x{}", m.rows, m.cols, want.0, want.1),
             );
         }
         check_matrix(what, m.data.len(), m.rows, m.cols, m.stride)
@@ -281,7 +281,10 @@ fn take_workspace<'w>(
             let len = workspace_len(rows, dim, classes)
                 .ok_or_else(|| Error::new(ErrorKind::SizeOverflow, "the default workspace size overflows"))?;
             owned.try_reserve_exact(len).map_err(|_| {
-                Error::new(ErrorKind::AllocationFailed, format!("cannot allocate a workspace of {} bytes", len * 4))
+                Error::new(
+                    ErrorKind::AllocationFailed,
+                    format_args!("cannot allocate a workspace of {} bytes", len * 4),
+                )
             })?;
             owned.resize(len, 0.0f32);
             owned
@@ -295,7 +298,7 @@ fn take_workspace<'w>(
     if chunk == 0 && (is_given || needed) {
         return err(
             ErrorKind::InvalidArgument,
-            format!(
+            format_args!(
                 "workspace of {} bytes is too small: one row of {dim} x {classes} needs {} bytes",
                 (skip + ws.len()) * 4,
                 (per_row + ALIGN - 1) * 4
@@ -416,7 +419,8 @@ fn run(
     chunked.check_out(&out)?;
     let labels = &labels[..rows];
     let mut grads = grads.unwrap_or_default();
-    let overflow = || Error::new(ErrorKind::SizeOverflow, format!("a workspace row for {dim} x {classes} overflows"));
+    let overflow =
+        || Error::new(ErrorKind::SizeOverflow, format_args!("a workspace row for {dim} x {classes} overflows"));
     let need = RowNeed::new(dim, classes, grads.hidden.is_some()).ok_or_else(overflow)?;
     let per_row = need.floats().ok_or_else(overflow)?;
 

@@ -2,6 +2,8 @@
 //! `F.cross_entropy` plus z-loss and softcap) and splits the rows into
 //! blocks; the arithmetic is in [`crate::kernels`].
 
+#[cfg(feature = "std")]
+mod half;
 mod plan;
 mod row;
 mod scan;
@@ -11,14 +13,13 @@ mod types;
 
 pub use types::*;
 
+pub(crate) use plan::check_shape;
 use plan::{Mode, Plan};
-pub(crate) use plan::{check_len, check_matrix, check_shape};
+#[cfg(feature = "std")]
+pub(crate) use plan::{check_len, check_matrix};
 use scan::Widen;
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
-
-use crate::kernels::{self, Rows};
+use crate::kernels::Rows;
 use crate::parallel::{self, Exec};
 
 /// A block of consecutive rows and the slices of every buffer it touches;
@@ -74,7 +75,7 @@ fn canonical(x: f64) -> f32 {
 /// Splits `s` into pieces of `n`, or yields `None` forever.
 fn pieces<T>(s: Option<&mut [T]>, n: usize) -> impl Iterator<Item = Option<&mut [T]>> {
     let mut it = s.map(|s| s.chunks_mut(n));
-    std::iter::from_fn(move || Some(it.as_mut().and_then(Iterator::next)))
+    core::iter::from_fn(move || Some(it.as_mut().and_then(Iterator::next)))
 }
 
 struct Layout {
@@ -213,139 +214,24 @@ fn run(
     out: RowOuts<'_>,
 ) -> Result<(f64, f64)> {
     match (src, dst) {
+        #[cfg(feature = "std")]
         (Some(Elems::Half(kind, s)), Some(ElemsMut::Half(_, d))) => {
-            run_half(plan, options, layout, kind, Some(s), Some(d), out)
+            half::run_half(plan, options, layout, kind, Some(s), Some(d), out)
         }
-        (Some(Elems::Half(kind, s)), None) => run_half(plan, options, layout, kind, Some(s), None, out),
-        (None, Some(ElemsMut::Half(kind, d))) => run_half(plan, options, layout, kind, None, Some(d), out),
+        #[cfg(feature = "std")]
+        (Some(Elems::Half(kind, s)), None) => half::run_half(plan, options, layout, kind, Some(s), None, out),
+        #[cfg(feature = "std")]
+        (None, Some(ElemsMut::Half(kind, d))) => half::run_half(plan, options, layout, kind, None, Some(d), out),
+        #[cfg(not(feature = "std"))]
+        (Some(Elems::Half(..)), _) | (_, Some(ElemsMut::Half(..))) => Err(Error::new(
+            ErrorKind::Unsupported,
+            "16-bit logits need xent's std feature for their float32 scratch (this is a no_std build)",
+        )),
         (Some(Elems::F32(s)), Some(ElemsMut::F32(d))) => run_f32(plan, options, layout, Some(s), Some(d), out),
         (Some(Elems::F32(s)), None) => run_f32(plan, options, layout, Some(s), None, out),
         (None, Some(ElemsMut::F32(d))) => run_f32(plan, options, layout, None, Some(d), out),
         _ => Err(Error::new(ErrorKind::Internal, "logits and gradient of different element types")),
     }
-}
-
-/// As [`run_f32`] for bfloat16 / binary16 logits: each block of rows is
-/// widened (exactly) into a float32 scratch of its own — long rows of a
-/// fused call chunk by chunk inside the scan, others whole — computed there
-/// by the float32 code in place, and its gradient rounded to nearest even
-/// (with streaming stores when large), so the results are the float32 call's
-/// on the widened logits. A scratch holds one block (at most max(16384,
-/// classes) floats); there are at most as many as blocks running at once,
-/// allocated during the call and freed at its end.
-fn run_half(
-    plan: &Plan<'_>,
-    options: &Options<'_>,
-    layout: Layout,
-    kind: Half,
-    src: Option<&[u16]>,
-    dst: Option<&mut [u16]>,
-    out: RowOuts<'_>,
-) -> Result<(f64, f64)> {
-    let (rows, cols) = (plan.rows, plan.cols);
-    let br = parallel::block_rows(cols);
-    let want_argmax = out.argmax.is_some();
-    let (ss, ds) = (layout.src_stride, layout.dst_stride);
-    let blocks = blocks(rows, br, &layout, src, dst, out);
-    let failed = AtomicBool::new(false);
-    // A gradient much larger than the caches is written around them.
-    let stream = rows.saturating_mul(cols) >= STREAM_MIN_ELEMS;
-    // Scratches are reused: a block takes a free one, or allocates one (so
-    // there are at most as many as blocks running at once) and returns it.
-    let free: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
-    let size = br.min(rows.max(1)) * cols;
-    let work = |mut b: Block<'_, u16>| {
-        let mut scratch = free.lock().ok().and_then(|mut f| f.pop()).unwrap_or_default();
-        if scratch.is_empty() {
-            if scratch.try_reserve_exact(size).is_err() {
-                failed.store(true, Ordering::Relaxed);
-                return (0.0, 0.0);
-            }
-            scratch.resize(size, 0.0f32);
-        }
-        let n = b.rows * cols;
-        let acc = half_block(plan, (kind, stream), (ss, ds), want_argmax, &mut b, &mut scratch[..n]);
-        if let Ok(mut f) = free.lock() {
-            f.push(scratch);
-        }
-        acc
-    };
-    let sums = parallel::run(Exec::choose(options, rows, cols), blocks, work)?;
-    if failed.load(Ordering::Relaxed) {
-        return Err(Error::new(
-            ErrorKind::AllocationFailed,
-            format!("cannot allocate the float32 scratch of a block of {cols}-class rows"),
-        ));
-    }
-    Ok(sums)
-}
-
-/// 16-bit gradients of at least this many values (8 MiB) are written with
-/// streaming stores.
-const STREAM_MIN_ELEMS: usize = 1 << 22;
-
-/// Widens `rows` 16-bit rows (`stride` apart) into dense float32 rows.
-fn widen_block(
-    isa: kernels::Isa,
-    kind: Half,
-    (from, stride): (&[u16], usize),
-    scratch: &mut [f32],
-    rows: usize,
-    cols: usize,
-) {
-    if stride == cols {
-        // Dense rows: one conversion over the block (short rows stay vectorised).
-        kernels::half::widen(isa, kind, from, scratch);
-    } else {
-        for k in 0..rows {
-            kernels::half::widen(isa, kind, &from[k * stride..][..cols], &mut scratch[k * cols..][..cols]);
-        }
-    }
-}
-
-/// One block of [`run_half`] in `scratch` (`b.rows × cols` floats).
-fn half_block(
-    plan: &Plan<'_>,
-    (kind, stream): (Half, bool),
-    (ss, ds): (usize, usize),
-    want_argmax: bool,
-    b: &mut Block<'_, u16>,
-    scratch: &mut [f32],
-) -> (f64, f64) {
-    let cols = plan.cols;
-    let (from, stride) = match (b.src, b.dst.as_deref()) {
-        (Some(s), _) => (s, ss),
-        (None, Some(d)) => (d, ds),
-        (None, None) => unreachable!("a call reads logits"),
-    };
-    // Long rows of a fused call widen chunk by chunk inside the scan; other
-    // blocks are widened whole first.
-    let in_row = plan.mode == Mode::Fused && !plan.short_path();
-    if !in_row {
-        widen_block(plan.isa, kind, (from, stride), scratch, b.rows, cols);
-    }
-    let grads = b.dst.is_some();
-    let (src, dst) = if grads { (None, Some(&mut scratch[..])) } else { (Some(&scratch[..]), None) };
-    let outs = (b.loss.take(), b.lse.take(), b.argmax.take());
-    // The exp pass of the last row prefetches the next block's logits (the
-    // float32 code prefetches by float, so the 16-bit rows are seen as
-    // floats: the same bytes, reached in the first half of the pass).
-    // SAFETY: every bit pattern is a valid f32, and `align_to` only hands out
-    // the correctly aligned middle of the same memory, borrowed shared.
-    let next = unsafe { b.next.align_to::<f32>().1 };
-    let block = Block { first: b.first, rows: b.rows, src, next, dst, loss: outs.0, lse: outs.1, argmax: outs.2 };
-    let in16 = in_row.then_some(Rows16 { kind, src: from, stride });
-    let acc = block_work(plan, &Layout { src_stride: cols, dst_stride: cols }, want_argmax, block, in16);
-    if let Some(d) = b.dst.as_deref_mut() {
-        if ds == cols {
-            kernels::half::narrow(plan.isa, kind, scratch, d, stream);
-        } else {
-            for k in 0..b.rows {
-                kernels::half::narrow(plan.isa, kind, &scratch[k * cols..][..cols], &mut d[k * ds..][..cols], stream);
-            }
-        }
-    }
-    acc
 }
 
 /// Runs a forward or fused call and writes its reduced loss.
@@ -380,7 +266,7 @@ fn split<T>(io: LogitsGrad<'_, T>) -> Result<Split<'_, T>> {
             if (grad.rows, grad.cols) != (logits.rows, logits.cols) {
                 return Err(Error::new(
                     ErrorKind::InvalidShape,
-                    format!(
+                    format_args!(
                         "grad_logits is {}x{} but logits are {}x{}",
                         grad.rows, grad.cols, logits.rows, logits.cols
                     ),
@@ -444,6 +330,7 @@ pub fn forward_backward<T: Element>(
     run_call(&plan, options, layout, src.map(T::view), Some(T::view_mut(dst)), out)
 }
 
+#[cfg(feature = "std")]
 /// A validated class-index call whose logits exist only a chunk of rows at a
 /// time (the fused linear call computes them chunk by chunk). Every check and
 /// the mean's denominators come from the whole call; each chunk runs the same
@@ -452,6 +339,7 @@ pub(crate) struct Chunked<'a> {
     plan: Plan<'a>,
 }
 
+#[cfg(feature = "std")]
 impl<'a> Chunked<'a> {
     /// Validates labels and options for `rows × cols` logits; `fused` chunks
     /// get their gradient, others only their forward outputs.

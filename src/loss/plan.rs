@@ -40,7 +40,7 @@ pub(crate) struct Plan<'a> {
     pub isa: Isa,
 }
 
-fn err<T>(kind: ErrorKind, msg: impl Into<String>) -> Result<T> {
+fn err<T>(kind: ErrorKind, msg: impl core::fmt::Display) -> Result<T> {
     Err(Error::new(kind, msg))
 }
 
@@ -58,13 +58,14 @@ pub(crate) fn check_shape(what: &str, rows: usize, cols: usize, stride: usize) -
         return err(ErrorKind::InvalidShape, "classes must be at least 1");
     }
     if stride < cols {
-        return err(ErrorKind::InvalidShape, format!("{what} row stride {stride} is smaller than classes {cols}"));
+        return err(ErrorKind::InvalidShape, format_args!("{what} row stride {stride} is smaller than classes {cols}"));
     }
     match extent(rows, cols, stride) {
         Some(n) if n <= isize::MAX as usize / 4 => Ok(n),
-        _ => {
-            err(ErrorKind::SizeOverflow, format!("{what}: {rows} rows with stride {stride} overflow the address space"))
-        }
+        _ => err(
+            ErrorKind::SizeOverflow,
+            format_args!("{what}: {rows} rows with stride {stride} overflow the address space"),
+        ),
     }
 }
 
@@ -73,7 +74,7 @@ pub(crate) fn check_matrix(what: &str, len: usize, rows: usize, cols: usize, str
     if len < need {
         return err(
             ErrorKind::InvalidShape,
-            format!("{what} holds {len} values but {rows} rows of stride {stride} need {need}"),
+            format_args!("{what} holds {len} values but {rows} rows of stride {stride} need {need}"),
         );
     }
     Ok(())
@@ -81,22 +82,28 @@ pub(crate) fn check_matrix(what: &str, len: usize, rows: usize, cols: usize, str
 
 pub(crate) fn check_len(what: &str, len: usize, need: usize) -> Result<()> {
     if len < need {
-        return err(ErrorKind::InvalidShape, format!("{what} holds {len} values but {need} are needed"));
+        return err(ErrorKind::InvalidShape, format_args!("{what} holds {len} values but {need} are needed"));
     }
     Ok(())
 }
 
 fn check_options(o: &Options<'_>, cols: usize) -> Result<()> {
     if !(0.0..=1.0).contains(&o.label_smoothing) {
-        return err(ErrorKind::InvalidArgument, format!("label_smoothing {} is outside [0, 1]", o.label_smoothing));
+        return err(
+            ErrorKind::InvalidArgument,
+            format_args!("label_smoothing {} is outside [0, 1]", o.label_smoothing),
+        );
     }
     if !(o.z_loss_scale >= 0.0 && o.z_loss_scale.is_finite()) {
-        return err(ErrorKind::InvalidArgument, format!("z_loss_scale {} must be finite and >= 0", o.z_loss_scale));
+        return err(
+            ErrorKind::InvalidArgument,
+            format_args!("z_loss_scale {} must be finite and >= 0", o.z_loss_scale),
+        );
     }
     if !(o.logit_softcap >= 0.0 && o.logit_softcap.is_finite()) {
         return err(
             ErrorKind::InvalidArgument,
-            format!("logit_softcap {} must be finite and >= 0 (0 = off)", o.logit_softcap),
+            format_args!("logit_softcap {} must be finite and >= 0 (0 = off)", o.logit_softcap),
         );
     }
     if let Some(w) = o.class_weights {
@@ -115,7 +122,7 @@ fn check_labels(labels: &[i32], rows: usize, cols: usize, o: &Options<'_>) -> Re
             continue;
         }
         if y < 0 || y as usize >= cols {
-            return err(ErrorKind::LabelOutOfRange, format!("label {y} at row {i} is outside [0, {cols})"));
+            return err(ErrorKind::LabelOutOfRange, format_args!("label {y} at row {i} is outside [0, {cols})"));
         }
         kept += 1;
         weight_sum += o.class_weights.map_or(1.0, |w| f64::from(w[y as usize]));
@@ -141,7 +148,7 @@ impl<'a> Plan<'a> {
                 if t.rows != rows || t.cols != cols {
                     return err(
                         ErrorKind::InvalidShape,
-                        format!("targets are {}x{} but logits are {rows}x{cols}", t.rows, t.cols),
+                        format_args!("targets are {}x{} but logits are {rows}x{cols}", t.rows, t.cols),
                     );
                 }
                 (rows as f64, rows as f64)

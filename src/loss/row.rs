@@ -238,7 +238,7 @@ impl Plan<'_> {
                     // Chunk c's exps are relative to its base: rescale by exp(base − max).
                     for (c, start) in (0..dst.len()).step_by(s.chunk).enumerate() {
                         let r = start..(start + s.chunk).min(dst.len());
-                        let rescale = (f64::from(s.chunk_base[c]) - f64::from(s.max)).exp();
+                        let rescale = crate::fmath::exp(f64::from(s.chunk_base[c]) - f64::from(s.max));
                         let g = Grad {
                             logit: Logit::Raw,
                             stored_exp: true,
@@ -262,7 +262,7 @@ impl Plan<'_> {
         if let Target::Label(y) = t {
             let f = match self.logit {
                 Logit::Raw => 1.0,
-                _ => (-ty).mul_add(ty, 1.0),
+                _ => crate::fmath::fmaf(-ty, ty, 1.0),
             };
             dst[y] -= (k as f32) * f;
         }

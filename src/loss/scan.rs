@@ -132,7 +132,7 @@ pub(crate) fn scan(
             let new_base = m;
             let shift = f64::from(base) - f64::from(new_base);
             if s.sum != 0.0 {
-                s.sum *= shift.exp();
+                s.sum *= crate::fmath::exp(shift);
             }
             if s.total != 0.0 || s.dot != 0.0 {
                 s.dot += s.total * shift;

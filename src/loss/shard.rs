@@ -45,7 +45,7 @@ pub struct ShardLayout {
     pub total_classes: usize,
 }
 
-fn err<T>(kind: ErrorKind, msg: impl Into<String>) -> Result<T> {
+fn err<T>(kind: ErrorKind, msg: impl core::fmt::Display) -> Result<T> {
     Err(Error::new(kind, msg))
 }
 
@@ -68,7 +68,7 @@ fn plan<'a>(
         _ => {
             return err(
                 ErrorKind::InvalidShape,
-                format!(
+                format_args!(
                     "shard of {shard_classes} classes at offset {} does not fit in {} classes",
                     layout.class_offset, layout.total_classes
                 ),
@@ -137,7 +137,7 @@ pub fn merge_one(a: ShardStats, b: ShardStats) -> ShardStats {
         } else if s.sum_exp == 0.0 || s.max == f32::NEG_INFINITY {
             0.0
         } else {
-            f64::from(s.sum_exp) * (f64::from(s.max) - f64::from(max)).exp()
+            f64::from(s.sum_exp) * crate::fmath::exp(f64::from(s.max) - f64::from(max))
         }
     };
     // Σ w (z − max) rebased to the new max: + W·(old max − new max).
@@ -164,7 +164,7 @@ fn lse_of(s: &ShardStats) -> f64 {
     if s.sum_exp.is_nan() || s.max == f32::NEG_INFINITY || s.sum_exp == 0.0 {
         return f64::NAN;
     }
-    f64::from(s.max) + f64::from(s.sum_exp).ln()
+    f64::from(s.max) + crate::fmath::ln(f64::from(s.sum_exp))
 }
 
 /// The loss (1 value, or `rows` for `Reduction::None`) and optionally the

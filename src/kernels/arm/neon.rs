@@ -5,6 +5,7 @@
 
 use core::arch::aarch64::*;
 
+use crate::kernels::has_feature;
 use crate::kernels::scalar::{max1, tree};
 use crate::kernels::simd::{LANES, Simd, check_strided};
 
@@ -15,7 +16,7 @@ pub(crate) struct Neon(());
 impl Neon {
     /// The token, if this CPU has NEON (every aarch64 Linux CPU does).
     pub(crate) fn new() -> Option<Neon> {
-        std::arch::is_aarch64_feature_detected!("neon").then_some(Neon(()))
+        has_feature!(aarch64 "neon").then_some(Neon(()))
     }
 
     /// # Safety

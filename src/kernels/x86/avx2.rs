@@ -4,6 +4,7 @@
 
 use core::arch::x86_64::*;
 
+use crate::kernels::has_feature;
 use crate::kernels::simd::{LANES, Simd, check_strided};
 
 /// Token for AVX2 + FMA. Only [`Avx2::new`] makes one, after checking the CPU.
@@ -13,7 +14,7 @@ pub(crate) struct Avx2(());
 impl Avx2 {
     /// The token, if this CPU has AVX2 and FMA.
     pub(crate) fn new() -> Option<Self> {
-        (is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")).then_some(Avx2(()))
+        (has_feature!(x86 "avx2") && has_feature!(x86 "fma")).then_some(Avx2(()))
     }
 
     /// # Safety

@@ -4,6 +4,7 @@
 use core::arch::x86_64::*;
 
 use super::avx2::tree8;
+use crate::kernels::has_feature;
 use crate::kernels::simd::{LANES, Simd, check_strided};
 
 /// Token for AVX-512F (with AVX2 + FMA). Only [`Avx512::new`] makes one.
@@ -13,8 +14,7 @@ pub(crate) struct Avx512(());
 impl Avx512 {
     /// The token, if this CPU has AVX-512F, AVX2 and FMA.
     pub(crate) fn new() -> Option<Self> {
-        (is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
-            .then_some(Avx512(()))
+        (has_feature!(x86 "avx512f") && has_feature!(x86 "avx2") && has_feature!(x86 "fma")).then_some(Avx512(()))
     }
 
     /// # Safety

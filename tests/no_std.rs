@@ -1,0 +1,71 @@
+//! The no_std build (`--no-default-features`) on this machine: built as a
+//! static library with a nested cargo, linked into c_tests/nostd.c, whose
+//! printout of every float32 result's bits must equal that of the same
+//! program linked with the std build this `cargo test` made. The no_std
+//! build picks its path at compile time (the portable one for baseline
+//! x86-64), so this also compares paths, and the libm crate's float64
+//! functions with the platform's.
+
+mod cross;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn target() -> String {
+    format!("{}-unknown-linux-gnu", std::env::consts::ARCH)
+}
+
+/// Builds libxent.a without std (panics halt: the `panic-handler` feature,
+/// with panic = abort) and returns its path.
+fn build_no_std() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("nostd");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--lib", "--locked", "--no-default-features", "--features", "panic-handler"])
+        .args(["--target", &target()])
+        .arg("--target-dir")
+        .arg(&dir)
+        .env("CARGO_PROFILE_DEV_PANIC", "abort")
+        .status()
+        .expect("cargo runs");
+    assert!(status.success(), "the no_std build failed");
+    dir.join(target()).join("debug").join("libxent.a")
+}
+
+fn compile(lib: &Path, out: &Path) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = cross::target_cc();
+    cmd.args(["-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-g"])
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg(root.join("c_tests/nostd.c"))
+        .arg("-o")
+        .arg(out)
+        .arg(lib)
+        .args(["-lpthread", "-lm", "-ldl"]);
+    let status = cmd.status().expect("C compiler runs");
+    assert!(status.success(), "compiling c_tests/nostd.c failed: {cmd:?}");
+}
+
+fn run(exe: &Path, arg: &str) -> String {
+    let out = cross::run_target(exe).arg(arg).output().expect("program runs");
+    eprint!("{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{} {arg} failed", exe.display());
+    String::from_utf8(out.stdout).expect("ASCII printout")
+}
+
+#[test]
+fn the_no_std_build_gives_the_std_build_bits() {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    let std_lib = std::env::current_exe().expect("test path").with_file_name("libxent.a");
+    let (with_std, without) = (tmp.join("nostd_c_std"), tmp.join("nostd_c_nostd"));
+    compile(&std_lib, &with_std);
+    compile(&build_no_std(), &without);
+    let (a, b) = (run(&with_std, "std"), run(&without, "nostd"));
+    assert_eq!(a.lines().count(), 24, "{a}");
+    for (x, y) in a.lines().zip(b.lines()) {
+        assert_eq!(x, y, "std and no_std results differ");
+    }
+    assert_eq!(a, b);
+}
