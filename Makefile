@@ -5,7 +5,7 @@ RELEASE = target/release
 HARNESS = target/tmp/harness_shared
 SAN_HARNESS = target/tmp/harness_asan
 
-.PHONY: all build demo test test-rust test-valgrind test-asan test-mpi test-install test-python install lint bench bench-linear bench-compare clean fuzz miri test-cross isa-ratio-cross
+.PHONY: all build demo test test-rust test-valgrind test-asan test-mpi test-install test-python install lint bench bench-linear bench-compare clean fuzz miri test-cross isa-ratio-cross test-wasm build-embedded test-targets footprint
 
 all: build
 
@@ -62,6 +62,33 @@ test-cross:
 	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="$(CROSS_RUN)" \
 	XENT_TEST_RUNNER="$(CROSS_RUN)" XENT_STRESS_SECONDS=5 \
 	cargo test --no-fail-fast --target $(CROSS) -- --skip three_rows_of_800_million_classes
+
+# The wasm32-wasip1 build with the simd128 path, its Rust suites run under
+# Node.js's WASI (tests/wasi_runner.mjs): needs `rustup target add
+# wasm32-wasip1` and Node.js. Suites that start processes or threads of their
+# own, compile C or use 64-bit sizes (bad_input, huge, stress, the C ones)
+# stay native; the scalar path is compared with simd128 inside each run.
+WASM = wasm32-wasip1
+WASM_TESTS = --test core --test exp --test golden --test half --test shard --test linear
+test-wasm:
+	RUSTFLAGS="-C target-feature=+simd128" \
+	CARGO_TARGET_WASM32_WASIP1_RUNNER="node $(CURDIR)/tests/wasi_runner.mjs" \
+	cargo test --no-fail-fast --target $(WASM) --target-dir target/wasm $(WASM_TESTS)
+
+# The no_std library for a bare-metal Cortex-M4F (no allocator, no threads,
+# no libstd; panics halt): needs `rustup target add thumbv7em-none-eabihf`.
+# (`make test` checks the no_std build's results on this machine.)
+EMBEDDED = thumbv7em-none-eabihf
+build-embedded:
+	CARGO_PROFILE_RELEASE_PANIC=abort cargo build --release --lib --no-default-features \
+		--features panic-handler --target $(EMBEDDED)
+
+# Every other target: aarch64 under qemu, wasm32 under Node.js, Cortex-M.
+test-targets: test-cross test-wasm build-embedded
+
+# Stripped sizes of the static and shared libraries per target (BENCHMARKS.md).
+footprint:
+	bench/footprint.sh
 
 # NEON against the portable path on one emulated run (the ratio is what
 # emulation leaves meaningful).
