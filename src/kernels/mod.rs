@@ -21,6 +21,7 @@ mod wasm;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
+#[cfg(any(feature = "std", target_arch = "x86_64"))]
 use core::sync::atomic::{AtomicU8, Ordering};
 
 pub use half::{Half, narrow_lanes, widen_lanes};
@@ -58,29 +59,37 @@ impl Isa {
 
     /// The best path this CPU supports: detected once at run time with std,
     /// the best the build targets without it (`-C target-feature` /
-    /// `target-cpu`).
+    /// `target-cpu`): a constant, so the other paths' code is not linked.
     pub fn best_available() -> Isa {
-        static BEST: AtomicU8 = AtomicU8::new(UNKNOWN);
-        once(&BEST, || {
-            // Miri runs the portable path only (it has no AVX intrinsics).
-            #[cfg(all(target_arch = "x86_64", not(miri)))]
-            {
-                if x86::Avx512::new().is_some() {
-                    return Isa::Avx512;
-                }
-                if x86::Avx2::new().is_some() {
-                    return Isa::Avx2;
-                }
+        #[cfg(feature = "std")]
+        {
+            static BEST: AtomicU8 = AtomicU8::new(UNKNOWN);
+            once(&BEST, Isa::detect)
+        }
+        #[cfg(not(feature = "std"))]
+        Isa::detect()
+    }
+
+    #[inline]
+    fn detect() -> Isa {
+        // Miri runs the portable path only (it has no AVX intrinsics).
+        #[cfg(all(target_arch = "x86_64", not(miri)))]
+        {
+            if x86::Avx512::new().is_some() {
+                return Isa::Avx512;
             }
-            #[cfg(all(target_arch = "aarch64", not(miri)))]
-            if arm::Neon::new().is_some() {
-                return Isa::Neon;
+            if x86::Avx2::new().is_some() {
+                return Isa::Avx2;
             }
-            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            return Isa::Simd128;
-            #[allow(unreachable_code)]
-            Isa::Scalar
-        })
+        }
+        #[cfg(all(target_arch = "aarch64", not(miri)))]
+        if arm::Neon::new().is_some() {
+            return Isa::Neon;
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        return Isa::Simd128;
+        #[allow(unreachable_code)]
+        Isa::Scalar
     }
 
     /// Every path this CPU supports, worst first.
@@ -150,8 +159,10 @@ thread_local! {
 }
 
 /// A cell's value not computed yet.
+#[cfg(any(feature = "std", target_arch = "x86_64"))]
 const UNKNOWN: u8 = u8::MAX;
 
+#[cfg(feature = "std")]
 /// `cell`'s path, computed by `f` on first use (threads racing to compute it
 /// get the same answer).
 fn once(cell: &AtomicU8, f: impl FnOnce() -> Isa) -> Isa {
@@ -168,6 +179,13 @@ fn once(cell: &AtomicU8, f: impl FnOnce() -> Isa) -> Isa {
 /// A flag computed by `f` on first use (racing threads get the same answer).
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn once_flag(cell: &AtomicU8, f: impl FnOnce() -> bool) -> bool {
+    // Without std `f` reads compile-time features: a constant, not cached.
+    #[cfg(not(feature = "std"))]
+    return {
+        let _ = cell;
+        f()
+    };
+    #[allow(unreachable_code)]
     match cell.load(Ordering::Relaxed) {
         UNKNOWN => {
             let v = f();
