@@ -1,6 +1,6 @@
 //! The vector exp against float64, over every float in [ln FLT_MIN, 0].
 
-use xent::kernels::{Isa, exp_lanes, log_lanes};
+use xent::kernels::{Isa, exp_lanes, fma_lanes, log_lanes};
 
 const BATCH: usize = 1 << 20;
 
@@ -116,5 +116,63 @@ fn log_is_within_2_ulp_on_positive_normals() {
         }
         println!("{}: log worst {:.3} ulp at {}", isa.name(), worst.0, worst.1);
         assert!(worst.0 <= 2.0, "{worst:?}");
+    }
+}
+
+/// Every path's fused multiply-add rounds once, as `f32::mul_add`: on random
+/// operands, and where the exact `a·b` lies on a float32 halfway point and
+/// `c` is far below float64's precision of it (the case that rounding a
+/// float64 sum twice gets wrong, and that the simd128 path corrects),
+/// across exponents down to subnormal results.
+#[test]
+fn fused_multiply_add_rounds_once_on_every_path() {
+    let (mut a, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new());
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..(1 << 16) {
+        let r = next();
+        let e =
+            |k: u64| f32::from_bits(((r >> k) as u32 & 0x807f_ffff) | ((((r >> (k + 23)) % 120) as u32 + 67) << 23));
+        a.push(e(0));
+        b.push(e(20));
+        c.push(e(40));
+    }
+    // a = (1 + u·2⁻¹²)·2^s, b = 1 + v·2⁻¹² with u, v odd: a·b is a halfway
+    // point of float32 (its 2⁻²⁴·2^s bit is set, none below).
+    for u in (1..2048u32).step_by(97) {
+        for v in (1..2048u32).step_by(89) {
+            for scale in [-140, -130, -126, -100, -20, 0, 1, 40, 100] {
+                for tiny in [0.0, 1.0, -1.0, 0.5, -0.5] {
+                    for k in [30, 53, 60, 80] {
+                        let p2 = 2f32.powi(scale);
+                        let x = (1.0 + u as f32 / 4096.0) * p2;
+                        let y = 1.0 + v as f32 / 4096.0;
+                        let z = tiny * 2f32.powi(scale - k).max(f32::from_bits(1) * (tiny != 0.0) as u8 as f32);
+                        for sign in [1.0f32, -1.0] {
+                            a.push(sign * x);
+                            b.push(y);
+                            c.push(sign * z);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    a.extend([f32::INFINITY, f32::NAN, 0.0, -0.0, f32::MAX, f32::MIN_POSITIVE]);
+    b.extend([0.0, 1.0, -0.0, 0.0, 2.0, 0.5]);
+    c.extend([1.0, 1.0, 0.0, -0.0, -f32::MAX, f32::from_bits(1)]);
+    let want: Vec<f32> = a.iter().zip(&b).zip(&c).map(|((&x, &y), &z)| x.mul_add(y, z)).collect();
+    for isa in Isa::available() {
+        let mut got = vec![0.0f32; a.len()];
+        fma_lanes(isa, &a, &b, &c, &mut got);
+        for i in 0..a.len() {
+            let same = got[i].to_bits() == want[i].to_bits() || (got[i].is_nan() && want[i].is_nan());
+            assert!(same, "{}: fma({:e}, {:e}, {:e}) = {:e}, want {:e}", isa.name(), a[i], b[i], c[i], got[i], want[i]);
+        }
     }
 }

@@ -330,7 +330,17 @@ pub fn exp_lanes(isa: Isa, x: &[f32], out: &mut [f32]) {
     exp_slice(isa, Io::Map(x, out));
 }
 
+/// `a·b + c` with one rounding by the kernels' fused multiply-add, for
+/// tests (`b` and `c` as long as `a`).
+#[doc(hidden)]
+pub fn fma_lanes(isa: Isa, a: &[f32], b: &[f32], c: &[f32], out: &mut [f32]) {
+    assert!(b.len() == a.len() && c.len() == a.len(), "equal lengths");
+    fma_slice(isa, Io::Map(a, out), b, c);
+}
+
 dispatch! {
+    /// Element-wise `a·b + c` (tests only).
+    fn fma_slice(io: Io<'_>, b: &[f32], c: &[f32]) -> ();
     /// Element-wise exp (tests only).
     fn exp_slice(io: Io<'_>) -> ();
 }

@@ -62,10 +62,31 @@ fn from_lanes(x: &[f32; LANES]) -> V {
 /// (float64 rounding never crosses a float32 halfway point, which float64
 /// represents) and the error is not 0: then the exact value is on the error's
 /// side of the halfway point.
+///
+/// Halfway points are rare, so a cheap test of the float64 sum's bits sends
+/// only the two lanes around one (or around a float32 subnormal result,
+/// where halfway points sit elsewhere) through the correction.
 #[inline(always)]
 fn fma2(a: v128, b: v128, c: v128) -> v128 {
     let p = f64x2_mul(a, b);
     let s = f64x2_add(p, c);
+    let r = f32x4_demote_f64x2_zero(s);
+    // A float32 halfway point in the normal range: the 29 bits float32
+    // drops are exactly a half.
+    let halfway = i64x2_eq(v128_and(s, u64x2_splat(0x1fff_ffff)), u64x2_splat(0x1000_0000));
+    let tiny =
+        v128_and(f64x2_lt(f64x2_abs(s), f64x2_splat(f64::from(f32::MIN_POSITIVE))), f64x2_ne(s, f64x2_splat(0.0)));
+    if !v128_any_true(v128_or(halfway, tiny)) {
+        return r;
+    }
+    fma2_exact(p, c, s)
+}
+
+/// [`fma2`] on the float64 product `p`, addend `c` and their rounded sum `s`,
+/// correcting a float32 halfway point.
+#[cold]
+#[inline(never)]
+fn fma2_exact(p: v128, c: v128, s: v128) -> v128 {
     // TwoSum: s + err = p + c exactly.
     let bb = f64x2_sub(s, p);
     let err = f64x2_add(f64x2_sub(p, f64x2_sub(s, bb)), f64x2_sub(c, bb));
@@ -84,7 +105,7 @@ fn fma2(a: v128, b: v128, c: v128) -> v128 {
     let step = v128_bitselect(i32x4_splat(-1), i32x4_splat(1), v128_xor(s_below32, r_negative));
     let r2 = i32x4_add(r, step);
     let r2d = f64x2_promote_low_f32x4(r2);
-    let halfway = v128_and(f64x2_eq(f64x2_sub(r2d, s), f64x2_neg(d)), f64x2_ne(d, f64x2_splat(0.0)));
+    let halfway = v128_and(f64x2_eq(f64x2_sub(r2d, s), d), f64x2_ne(d, f64x2_splat(0.0)));
     // At a halfway point with err ≠ 0, the result is the candidate on err's
     // side: the larger of r, r2 when err > 0, the smaller when err < 0.
     let up = f64x2_gt(err, f64x2_splat(0.0));
