@@ -381,14 +381,7 @@ pub(crate) fn exp_slice<S: Simd>(s: S, io: Io<'_>) {
 /// path's fused multiply-add).
 #[inline(always)]
 pub(crate) fn fma_slice<S: Simd>(s: S, io: Io<'_>, b: &[f32], c: &[f32]) {
-    let at = |v: &[f32], off: usize, n: usize| {
-        if n == LANES {
-            s.load(v[off..off + LANES].try_into().expect("16 lanes"))
-        } else {
-            s.load_tail(&v[off..off + n], 0.0)
-        }
-    };
-    for_chunks!(s, io, 0.0, |x, off, n| s.fma(x, at(b, off, n), at(c, off, n)));
+    for_chunks!(s, io, 0.0, |x, off, n| s.fma(x, load_at(s, b, off, n), load_at(s, c, off, n)));
 }
 
 /// Stores `ln x` for each element (positive normal inputs).
