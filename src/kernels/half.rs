@@ -7,8 +7,9 @@
 //! one instruction), except for groups holding a subnormal, which that
 //! instruction flushes to zero: those take the integer path. For
 //! binary16 the x86 paths use F16C's `vcvtph2ps` / `vcvtps2ph` (AVX-512F has
-//! the 16-lane forms), which are IEEE conversions; the portable code below
-//! matches them, NaNs included (quieted, payload kept as far as it fits).
+//! the 16-lane forms) and NEON its `fcvtl` / `fcvtn`, which are IEEE
+//! conversions; the portable code below matches them, NaNs included
+//! (quieted, payload kept as far as it fits).
 
 use super::Isa;
 
@@ -259,6 +260,96 @@ mod x86 {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
+mod arm {
+    use super::*;
+    use core::arch::aarch64::*;
+    use core::arch::asm;
+
+    /// Eight values at a time: binary16 by `fcvtl`/`fcvtl2` (IEEE
+    /// conversions, NaNs quieted as the portable code does), bfloat16 by a
+    /// shift into the top half.
+    #[target_feature(enable = "neon")]
+    pub(super) fn widen_neon(kind: Half, src: &[u16], dst: &mut [f32]) {
+        let n = src.len().min(dst.len());
+        let full = n - n % 8;
+        for i in (0..full).step_by(8) {
+            // SAFETY: i + 8 ≤ n: the 16-byte load and two 16-byte stores are
+            // in bounds (NEON loads and stores need no alignment); the asm
+            // only converts registers.
+            unsafe {
+                let h = vld1q_u16(src.as_ptr().add(i));
+                let (lo, hi) = match kind {
+                    Half::Bf16 => (
+                        vreinterpretq_f32_u32(vshll_n_u16::<16>(vget_low_u16(h))),
+                        vreinterpretq_f32_u32(vshll_high_n_u16::<16>(h)),
+                    ),
+                    Half::F16 => {
+                        let (lo, hi): (float32x4_t, float32x4_t);
+                        asm!(
+                            "fcvtl {lo:v}.4s, {h:v}.4h",
+                            "fcvtl2 {hi:v}.4s, {h:v}.8h",
+                            h = in(vreg) h,
+                            lo = out(vreg) lo,
+                            hi = out(vreg) hi,
+                            options(pure, nomem, nostack),
+                        );
+                        (lo, hi)
+                    }
+                };
+                vst1q_f32(dst.as_mut_ptr().add(i), lo);
+                vst1q_f32(dst.as_mut_ptr().add(i + 4), hi);
+            }
+        }
+        widen_scalar(kind, &src[full..n], &mut dst[full..n]);
+    }
+
+    /// Eight values at a time: binary16 by `fcvtn`/`fcvtn2` (rounding to
+    /// nearest even, the mode a process starts in), bfloat16 by the integer
+    /// recipe of the portable code.
+    #[target_feature(enable = "neon")]
+    pub(super) fn narrow_neon(kind: Half, src: &[f32], dst: &mut [u16]) {
+        let n = src.len().min(dst.len());
+        let full = n - n % 8;
+        for i in (0..full).step_by(8) {
+            // SAFETY: i + 8 ≤ n: the two 16-byte loads and the 16-byte store
+            // are in bounds; the asm only converts registers.
+            unsafe {
+                let lo = vld1q_f32(src.as_ptr().add(i));
+                let hi = vld1q_f32(src.as_ptr().add(i + 4));
+                let h = match kind {
+                    Half::Bf16 => vcombine_u16(bf16x4(lo), bf16x4(hi)),
+                    Half::F16 => {
+                        let h: uint16x8_t;
+                        asm!(
+                            "fcvtn {h:v}.4h, {lo:v}.4s",
+                            "fcvtn2 {h:v}.8h, {hi:v}.4s",
+                            lo = in(vreg) lo,
+                            hi = in(vreg) hi,
+                            h = out(vreg) h,
+                            options(pure, nomem, nostack),
+                        );
+                        h
+                    }
+                };
+                vst1q_u16(dst.as_mut_ptr().add(i), h);
+            }
+        }
+        narrow_scalar(kind, &src[full..n], &mut dst[full..n]);
+    }
+
+    /// [`f32_to_bf16`] on four lanes.
+    #[target_feature(enable = "neon")]
+    fn bf16x4(x: float32x4_t) -> uint16x4_t {
+        let b = vreinterpretq_u32_f32(x);
+        let odd = vandq_u32(vshrq_n_u32::<16>(b), vdupq_n_u32(1));
+        let r = vaddq_u32(vaddq_u32(b, vdupq_n_u32(0x7fff)), odd);
+        let nan = vmvnq_u32(vceqq_f32(x, x));
+        let q = vorrq_u32(b, vdupq_n_u32(0x0040_0000));
+        vshrn_n_u32::<16>(vbslq_u32(nan, q, r))
+    }
+}
+
 /// `dst[i] = src[i]` widened to float32, for `i < min(len)`.
 pub(crate) fn widen(isa: Isa, kind: Half, src: &[u16], dst: &mut [f32]) {
     match isa.capped() {
@@ -269,6 +360,9 @@ pub(crate) fn widen(isa: Isa, kind: Half, src: &[u16], dst: &mut [f32]) {
         // SAFETY: AVX2 is present (capped); F16C is checked.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if x86::has_f16c() => unsafe { x86::widen_avx2(kind, src, dst) },
+        // SAFETY: NEON is present (capped).
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => unsafe { arm::widen_neon(kind, src, dst) },
         _ => widen_scalar(kind, src, dst),
     }
 }
@@ -288,6 +382,9 @@ pub(crate) fn narrow(isa: Isa, kind: Half, src: &[f32], dst: &mut [u16], stream:
         // SAFETY: as in `widen`.
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 if x86::has_f16c() => unsafe { x86::narrow_avx2(kind, src, dst) },
+        // SAFETY: as in `widen`.
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => unsafe { arm::narrow_neon(kind, src, dst) },
         _ => narrow_scalar(kind, src, dst),
     }
 }
