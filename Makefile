@@ -5,7 +5,7 @@ RELEASE = target/release
 HARNESS = target/tmp/harness_shared
 SAN_HARNESS = target/tmp/harness_asan
 
-.PHONY: all build demo test test-rust test-valgrind test-asan test-mpi test-install test-python install lint bench bench-linear bench-compare clean fuzz miri test-cross isa-ratio-cross test-wasm build-embedded test-targets footprint
+.PHONY: all build demo test test-rust test-valgrind test-asan test-mpi test-install test-python install lint bench bench-linear bench-compare clean fuzz miri test-cross isa-ratio-cross test-wasm build-embedded test-embedded test-targets footprint
 
 all: build
 
@@ -83,8 +83,18 @@ build-embedded:
 	CARGO_PROFILE_RELEASE_PANIC=abort cargo build --release --lib --no-default-features \
 		--features panic-handler --target $(EMBEDDED)
 
+# The no_std library on an emulated Cortex-M4F (embedded/: qemu-system-arm,
+# board mps2-an386, semihosting): embedded/src/workload.rs's calls there and
+# on this machine (std build) must print the same bits. Needs Debian's
+# qemu-system-arm and the thumbv7em-none-eabihf target.
+test-embedded: build-embedded
+	cd embedded && cargo run --release --locked > ../target/embedded_workload.cortex-m4f
+	cargo run --release --example embedded_workload > target/embedded_workload.host
+	diff target/embedded_workload.host target/embedded_workload.cortex-m4f
+	@echo "the Cortex-M4F run printed the host's bits ($$(wc -l < target/embedded_workload.host) lines)"
+
 # Every other target: aarch64 under qemu, wasm32 under Node.js, Cortex-M.
-test-targets: test-cross test-wasm build-embedded
+test-targets: test-cross test-wasm test-embedded
 
 # Stripped sizes of the static and shared libraries per target (BENCHMARKS.md).
 footprint:
