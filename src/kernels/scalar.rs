@@ -3,7 +3,7 @@
 //! It is the definition the SIMD paths must match bit for bit, and the path
 //! used on CPUs without AVX2 or on other architectures.
 
-use super::simd::{LANES, Simd, check_strided};
+use super::simd::{LANES, Simd, gather_lanes, scatter_lanes, tail_lanes};
 
 /// Token for the portable path; always available.
 #[derive(Clone, Copy, Debug)]
@@ -55,7 +55,7 @@ impl Simd for Scalar {
     }
     #[inline(always)]
     fn load_tail(self, src: &[f32], fill: f32) -> V {
-        core::array::from_fn(|i| src.get(i).copied().unwrap_or(fill))
+        tail_lanes(src, fill)
     }
     #[inline(always)]
     fn store(self, dst: &mut [f32; LANES], v: V) {
@@ -130,15 +130,11 @@ impl Simd for Scalar {
     }
     #[inline(always)]
     fn gather_strided(self, src: &[f32], first: usize, stride: usize, n: usize, fill: f32) -> V {
-        check_strided(src.len(), first, stride, n);
-        core::array::from_fn(|k| if k < n { src[first + k * stride] } else { fill })
+        gather_lanes(src, first, stride, n, fill)
     }
     #[inline(always)]
     fn scatter_strided(self, dst: &mut [f32], first: usize, stride: usize, n: usize, v: V) {
-        check_strided(dst.len(), first, stride, n);
-        for (k, &x) in v.iter().enumerate().take(n) {
-            dst[first + k * stride] = x;
-        }
+        scatter_lanes(dst, first, stride, n, &v)
     }
     #[inline(always)]
     fn prefetch(self, _at: &f32) {}

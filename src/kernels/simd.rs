@@ -92,3 +92,26 @@ pub(crate) fn check_strided(len: usize, first: usize, stride: usize, n: usize) {
         assert!(last < len && last <= i32::MAX as usize, "strided access out of bounds");
     }
 }
+
+/// The lanes of a tail: `src[k]` for `k < src.len()` (at most 16), `fill`
+/// after (the array behind every path's [`Simd::load_tail`]).
+#[inline(always)]
+pub(crate) fn tail_lanes(src: &[f32], fill: f32) -> [f32; LANES] {
+    core::array::from_fn(|k| src.get(k).copied().unwrap_or(fill))
+}
+
+/// The lanes of [`Simd::gather_strided`], checked as it documents.
+#[inline(always)]
+pub(crate) fn gather_lanes(src: &[f32], first: usize, stride: usize, n: usize, fill: f32) -> [f32; LANES] {
+    check_strided(src.len(), first, stride, n);
+    core::array::from_fn(|k| if k < n { src[first + k * stride] } else { fill })
+}
+
+/// [`Simd::scatter_strided`] of the lanes `v`, checked as it documents.
+#[inline(always)]
+pub(crate) fn scatter_lanes(dst: &mut [f32], first: usize, stride: usize, n: usize, v: &[f32; LANES]) {
+    check_strided(dst.len(), first, stride, n);
+    for (k, &x) in v.iter().enumerate().take(n) {
+        dst[first + k * stride] = x;
+    }
+}

@@ -7,7 +7,7 @@ use core::arch::aarch64::*;
 
 use crate::kernels::has_feature;
 use crate::kernels::scalar::{max1, tree};
-use crate::kernels::simd::{LANES, Simd, check_strided};
+use crate::kernels::simd::{LANES, Simd, gather_lanes, scatter_lanes, tail_lanes};
 
 /// Token for the NEON path; only made where the CPU has NEON.
 #[derive(Clone, Copy, Debug)]
@@ -102,10 +102,7 @@ impl Simd for Neon {
     }
     #[inline(always)]
     fn load_tail(self, src: &[f32], fill: f32) -> V {
-        let mut t = [fill; LANES];
-        let n = src.len().min(LANES);
-        t[..n].copy_from_slice(&src[..n]);
-        from_lanes(&t)
+        from_lanes(&tail_lanes(src, fill))
     }
     #[inline(always)]
     fn store(self, dst: &mut [f32; LANES], v: V) {
@@ -198,16 +195,11 @@ impl Simd for Neon {
     }
     #[inline(always)]
     fn gather_strided(self, src: &[f32], first: usize, stride: usize, n: usize, fill: f32) -> V {
-        check_strided(src.len(), first, stride, n);
-        let t: [f32; LANES] = core::array::from_fn(|k| if k < n { src[first + k * stride] } else { fill });
-        from_lanes(&t)
+        from_lanes(&gather_lanes(src, first, stride, n, fill))
     }
     #[inline(always)]
     fn scatter_strided(self, dst: &mut [f32], first: usize, stride: usize, n: usize, v: V) {
-        check_strided(dst.len(), first, stride, n);
-        for (k, &x) in lanes(v).iter().enumerate().take(n) {
-            dst[first + k * stride] = x;
-        }
+        scatter_lanes(dst, first, stride, n, &lanes(v))
     }
     #[inline(always)]
     fn prefetch(self, _at: &f32) {}

@@ -10,7 +10,7 @@
 use core::arch::wasm32::*;
 
 use crate::kernels::scalar::{max1, tree};
-use crate::kernels::simd::{LANES, Simd, check_strided};
+use crate::kernels::simd::{LANES, Simd, gather_lanes, scatter_lanes, tail_lanes};
 
 /// Token for the simd128 path (the build enables simd128, so every runtime
 /// that loads the module has it).
@@ -130,10 +130,7 @@ impl Simd for Simd128 {
     }
     #[inline(always)]
     fn load_tail(self, src: &[f32], fill: f32) -> V {
-        let mut t = [fill; LANES];
-        let n = src.len().min(LANES);
-        t[..n].copy_from_slice(&src[..n]);
-        from_lanes(&t)
+        from_lanes(&tail_lanes(src, fill))
     }
     #[inline(always)]
     fn store(self, dst: &mut [f32; LANES], v: V) {
@@ -214,16 +211,11 @@ impl Simd for Simd128 {
     }
     #[inline(always)]
     fn gather_strided(self, src: &[f32], first: usize, stride: usize, n: usize, fill: f32) -> V {
-        check_strided(src.len(), first, stride, n);
-        let t: [f32; LANES] = core::array::from_fn(|k| if k < n { src[first + k * stride] } else { fill });
-        from_lanes(&t)
+        from_lanes(&gather_lanes(src, first, stride, n, fill))
     }
     #[inline(always)]
     fn scatter_strided(self, dst: &mut [f32], first: usize, stride: usize, n: usize, v: V) {
-        check_strided(dst.len(), first, stride, n);
-        for (k, &x) in lanes(v).iter().enumerate().take(n) {
-            dst[first + k * stride] = x;
-        }
+        scatter_lanes(dst, first, stride, n, &lanes(v))
     }
     #[inline(always)]
     fn prefetch(self, _at: &f32) {}
