@@ -15,18 +15,8 @@ fn lib_dir() -> PathBuf {
 }
 
 fn compile(out: &Path, link: &[&str]) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut cmd = cross::target_cc();
-    cmd.args(["-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-g"])
-        .arg("-I")
-        .arg(root.join("include"))
-        .arg(root.join("c_tests/harness.c"))
-        .arg("-o")
-        .arg(out)
-        .args(link)
-        .args(["-lpthread", "-lm", "-ldl"]);
-    let status = cmd.status().expect("C compiler runs");
-    assert!(status.success(), "compiling the C harness failed: {cmd:?}");
+    let link: Vec<&std::ffi::OsStr> = link.iter().map(std::ffi::OsStr::new).collect();
+    cross::compile_c("harness.c", out, &link);
 }
 
 fn run(exe: &Path) {

@@ -33,21 +33,6 @@ fn build_no_std() -> PathBuf {
     dir.join(target()).join("debug").join("libxent.a")
 }
 
-fn compile(lib: &Path, out: &Path) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut cmd = cross::target_cc();
-    cmd.args(["-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-g"])
-        .arg("-I")
-        .arg(root.join("include"))
-        .arg(root.join("c_tests/nostd.c"))
-        .arg("-o")
-        .arg(out)
-        .arg(lib)
-        .args(["-lpthread", "-lm", "-ldl"]);
-    let status = cmd.status().expect("C compiler runs");
-    assert!(status.success(), "compiling c_tests/nostd.c failed: {cmd:?}");
-}
-
 fn run(exe: &Path, arg: &str) -> String {
     let out = cross::run_target(exe).arg(arg).output().expect("program runs");
     eprint!("{}", String::from_utf8_lossy(&out.stderr));
@@ -60,8 +45,8 @@ fn the_no_std_build_gives_the_std_build_bits() {
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     let std_lib = std::env::current_exe().expect("test path").with_file_name("libxent.a");
     let (with_std, without) = (tmp.join("nostd_c_std"), tmp.join("nostd_c_nostd"));
-    compile(&std_lib, &with_std);
-    compile(&build_no_std(), &without);
+    cross::compile_c("nostd.c", &with_std, &[std_lib.as_os_str()]);
+    cross::compile_c("nostd.c", &without, &[build_no_std().as_os_str()]);
     let (a, b) = (run(&with_std, "std"), run(&without, "nostd"));
     assert_eq!(a.lines().count(), 24, "{a}");
     for (x, y) in a.lines().zip(b.lines()) {

@@ -31,3 +31,20 @@ pub fn target_cc() -> std::process::Command {
         .get_compiler()
         .to_command()
 }
+
+/// Compiles `c_tests/<source>` against include/xent.h for the target, with
+/// the warnings the project's C is held to, into `out`, linked with `link`.
+pub fn compile_c(source: &str, out: &std::path::Path, link: &[&std::ffi::OsStr]) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = target_cc();
+    cmd.args(["-std=c11", "-Wall", "-Wextra", "-Wpedantic", "-Werror", "-g"])
+        .arg("-I")
+        .arg(root.join("include"))
+        .arg(root.join("c_tests").join(source))
+        .arg("-o")
+        .arg(out)
+        .args(link)
+        .args(["-lpthread", "-lm", "-ldl"]);
+    let status = cmd.status().expect("C compiler runs");
+    assert!(status.success(), "compiling c_tests/{source} failed: {cmd:?}");
+}
