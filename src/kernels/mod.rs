@@ -22,7 +22,9 @@ mod wasm;
 mod x86;
 
 #[cfg(any(feature = "std", target_arch = "x86_64"))]
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::AtomicU8;
+#[cfg(feature = "std")]
+use core::sync::atomic::Ordering;
 
 pub use half::{Half, narrow_lanes, widen_lanes};
 pub(crate) use rows::{Coef, Grad, Io, Logit, Rows};
@@ -159,7 +161,7 @@ thread_local! {
 }
 
 /// A cell's value not computed yet.
-#[cfg(any(feature = "std", target_arch = "x86_64"))]
+#[cfg(feature = "std")]
 const UNKNOWN: u8 = u8::MAX;
 
 #[cfg(feature = "std")]
@@ -181,11 +183,11 @@ fn once(cell: &AtomicU8, f: impl FnOnce() -> Isa) -> Isa {
 pub(crate) fn once_flag(cell: &AtomicU8, f: impl FnOnce() -> bool) -> bool {
     // Without std `f` reads compile-time features: a constant, not cached.
     #[cfg(not(feature = "std"))]
-    return {
+    {
         let _ = cell;
         f()
-    };
-    #[allow(unreachable_code)]
+    }
+    #[cfg(feature = "std")]
     match cell.load(Ordering::Relaxed) {
         UNKNOWN => {
             let v = f();
