@@ -23,7 +23,7 @@ fn sweep(isa: Isa, lo: u32, hi: u32, step: u32) -> (f64, f32) {
             xs.push(f32::from_bits(bits));
             bits = bits.saturating_add(step);
         }
-        exp_lanes(isa, &xs, &mut out[..xs.len()]);
+        exp_lanes(isa, &xs, &mut out[..xs.len()], false);
         for (&x, &y) in xs.iter().zip(&out) {
             let e = ulps(y, f64::from(x).exp());
             if e > worst.0 {
@@ -60,7 +60,7 @@ fn exp_is_exactly_zero_below_ln_flt_min_and_propagates_nan() {
     let xs = [-87.34f32, -88.0, -100.0, -1e4, f32::NEG_INFINITY, f32::NAN, 0.0, -0.0];
     for isa in Isa::available() {
         let mut out = [1.0f32; 8];
-        exp_lanes(isa, &xs, &mut out);
+        exp_lanes(isa, &xs, &mut out, false);
         assert_eq!(&out[..5], &[0.0; 5], "{}", isa.name());
         assert!(out[5].is_nan());
         assert_eq!(out[6], 1.0);
@@ -77,11 +77,11 @@ fn exp_and_log_give_identical_bits_on_every_path() {
     let pos: Vec<f32> = (0u32..(1 << 22)).map(|i| f32::from_bits(0x0080_0000 + i * 503)).collect();
     let mut want = vec![0.0f32; xs.len()];
     let mut want_log = vec![0.0f32; pos.len()];
-    exp_lanes(Isa::Scalar, &xs, &mut want);
+    exp_lanes(Isa::Scalar, &xs, &mut want, false);
     log_lanes(Isa::Scalar, &pos, &mut want_log);
     for isa in Isa::available() {
         let mut got = vec![0.0f32; xs.len()];
-        exp_lanes(isa, &xs, &mut got);
+        exp_lanes(isa, &xs, &mut got, false);
         for (i, (a, b)) in got.iter().zip(&want).enumerate() {
             assert_eq!(a.to_bits(), b.to_bits(), "exp({}) on {}", xs[i], isa.name());
         }
@@ -173,6 +173,34 @@ fn fused_multiply_add_rounds_once_on_every_path() {
         for i in 0..a.len() {
             let same = got[i].to_bits() == want[i].to_bits() || (got[i].is_nan() && want[i].is_nan());
             assert!(same, "{}: fma({:e}, {:e}, {:e}) = {:e}, want {:e}", isa.name(), a[i], b[i], c[i], got[i], want[i]);
+        }
+    }
+}
+
+/// Streamed stores (AVX-512 joins a misaligned row's vectors into aligned
+/// lines) write exactly what plain stores write, and nothing outside the
+/// output, for every length and every alignment of the output.
+#[test]
+fn streamed_stores_equal_plain_stores() {
+    let xs: Vec<f32> = (0..300).map(|i| (i as f32 * 0.37).sin() * 20.0 - 10.0).collect();
+    for isa in Isa::available() {
+        for len in (0..70).chain([255, 256, 257, 300]) {
+            let mut want = vec![0.0f32; len];
+            exp_lanes(isa, &xs[..len], &mut want, false);
+            // 16 float offsets from a 64-byte boundary, with a guard each side.
+            let mut buf = vec![-7.0f32; len + 64];
+            let base = buf.as_ptr().align_offset(64);
+            for skew in 0..16 {
+                buf.fill(-7.0);
+                let at = base + skew + 1;
+                exp_lanes(isa, &xs[..len], &mut buf[at..at + len], true);
+                assert_eq!(
+                    buf[at..at + len].iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "{isa:?} len {len} skew {skew}"
+                );
+                assert!(buf[..at].iter().chain(&buf[at + len..]).all(|&v| v == -7.0), "{isa:?} len {len} skew {skew}");
+            }
         }
     }
 }

@@ -326,10 +326,11 @@ pub fn log_lanes(isa: Isa, x: &[f32], out: &mut [f32]) {
     log_slice(isa, Io::Map(x, out));
 }
 
-/// `e^x` by the kernels' exp, for tests.
+/// `e^x` by the kernels' exp, for tests; `stream` stores the results as
+/// a large output is (with streaming stores where the path has them).
 #[doc(hidden)]
-pub fn exp_lanes(isa: Isa, x: &[f32], out: &mut [f32]) {
-    exp_slice(isa, Io::Map(x, out));
+pub fn exp_lanes(isa: Isa, x: &[f32], out: &mut [f32], stream: bool) {
+    exp_slice(isa, if stream { Io::Stream(x, out) } else { Io::Map(x, out) });
 }
 
 /// `a·b + c` with one rounding by the kernels' fused multiply-add, for

@@ -17,6 +17,9 @@ pub(crate) enum Io<'a> {
     Map(&'a [f32], &'a mut [f32]),
     /// Read a row and overwrite it.
     InPlace(&'a mut [f32]),
+    /// As `Map`, with streaming stores ([`Simd::store_stream`]): for an
+    /// output that will not be read again soon.
+    Stream(&'a [f32], &'a mut [f32]),
 }
 
 /// How the stored values become the logits `z'` the loss sees.
@@ -80,13 +83,15 @@ fn load_at<S: Simd>(s: S, v: &[f32], off: usize, n: usize) -> S::V {
 
 /// Evaluates `body` on each chunk in order, with `x` the loaded lanes, `off`
 /// the chunk's first index and `n` its valid lanes (16 except in the tail,
-/// whose other lanes hold `fill`); for `Map` and `InPlace` the body's value
-/// is stored back. A macro rather than a closure so the body is expanded
+/// whose other lanes hold `fill`); for `Map`, `Stream` and `InPlace` the
+/// body's value is stored back. A macro rather than a closure so the body is expanded
 /// inside the `#[target_feature]` shell and its intrinsics inline.
 macro_rules! for_chunks {
     ($s:expr, $io:expr, $fill:expr, |$x:ident, $off:pat_param, $n:pat_param| $body:expr) => {{
         let s = $s;
-        match $io {
+        let io = $io;
+        let stream = matches!(io, Io::Stream(..));
+        match io {
             Io::Read(src) => {
                 let mut it = src.chunks_exact(LANES);
                 for (k, c) in it.by_ref().enumerate() {
@@ -99,21 +104,22 @@ macro_rules! for_chunks {
                     let _ = $body;
                 }
             }
-            Io::Map(src, dst) => {
+            Io::Map(src, dst) | Io::Stream(src, dst) => {
                 assert_eq!(src.len(), dst.len());
                 let len = src.len();
-                let mut si = src.chunks_exact(LANES);
-                let mut di = dst.chunks_exact_mut(LANES);
-                for (k, (a, b)) in si.by_ref().zip(di.by_ref()).enumerate() {
+                let full = len - len % LANES;
+                let mut w = Writer::new(s, &mut dst[..full], stream);
+                for (k, a) in src.chunks_exact(LANES).enumerate() {
                     let ($x, $off, $n) = (s.load(a.try_into().expect("16 lanes")), k * LANES, LANES);
                     let y = $body;
-                    s.store(b.try_into().expect("16 lanes"), y);
+                    w.put(k, y);
                 }
-                let (a, b) = (si.remainder(), di.into_remainder());
+                w.finish();
+                let a = &src[full..];
                 if !a.is_empty() {
-                    let ($x, $off, $n) = (s.load_tail(a, $fill), len - a.len(), a.len());
+                    let ($x, $off, $n) = (s.load_tail(a, $fill), full, a.len());
                     let y = $body;
-                    s.store_tail(b, y);
+                    s.store_tail(&mut dst[full..], y);
                 }
             }
             Io::InPlace(dst) => {
@@ -134,6 +140,58 @@ macro_rules! for_chunks {
             }
         }
     }};
+}
+
+/// Stores a row's consecutive 16-lane results (`put(0, ..)`, `put(1, ..)`,
+/// …, then `finish`) into `dst`, a multiple of 16 long: plainly, or, when
+/// streaming on an ISA that can ([`Simd::stream_offset`]), as whole
+/// aligned lines with streaming stores. A misaligned row's vectors are
+/// joined across their boundary into aligned lines, and its partial first
+/// and last lines stored plainly; the values stored are the same either way.
+struct Writer<'d, S: Simd> {
+    s: S,
+    dst: &'d mut [f32],
+    /// Elements before the first aligned line, when streaming.
+    head: Option<usize>,
+    prev: S::V,
+}
+
+impl<'d, S: Simd> Writer<'d, S> {
+    #[inline(always)]
+    fn new(s: S, dst: &'d mut [f32], stream: bool) -> Self {
+        let head = if stream && !dst.is_empty() { s.stream_offset(dst) } else { None };
+        Writer { s, dst, head, prev: s.splat(0.0) }
+    }
+    #[inline(always)]
+    fn put(&mut self, k: usize, y: S::V) {
+        let s = self.s;
+        match self.head {
+            None => s.store((&mut self.dst[k * LANES..][..LANES]).try_into().expect("16 lanes"), y),
+            Some(h) => {
+                if k == 0 {
+                    s.store_tail(&mut self.dst[..h], y);
+                } else {
+                    let line = s.shift_join(self.prev, y, h);
+                    s.store_stream((&mut self.dst[h + (k - 1) * LANES..][..LANES]).try_into().expect("16 lanes"), line);
+                }
+                self.prev = y;
+            }
+        }
+    }
+    /// Stores what is left of the last vector and orders the streaming stores.
+    #[inline(always)]
+    fn finish(self) {
+        let s = self.s;
+        if let Some(h) = self.head {
+            let last = self.dst.len() - LANES;
+            if h == 0 {
+                s.store_stream((&mut self.dst[last..]).try_into().expect("16 lanes"), self.prev);
+            } else {
+                s.store_tail(&mut self.dst[last + h..], s.shift_join(self.prev, self.prev, h));
+            }
+            s.stream_fence();
+        }
+    }
 }
 
 /// An f64 total fed by f32 lane sums flushed every 1024 elements.

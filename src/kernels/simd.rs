@@ -31,6 +31,31 @@ pub(crate) trait Simd: Copy {
     fn store(self, dst: &mut [f32; LANES], v: Self::V);
     /// Stores the first `dst.len() < 16` lanes; nothing past them is touched.
     fn store_tail(self, dst: &mut [f32], v: Self::V);
+    /// Where streaming stores into `dst` (not empty) can start: the number
+    /// of elements before its first cache line, or `None` if this ISA does
+    /// not stream (then [`Simd::store_stream`] is never called).
+    #[inline(always)]
+    fn stream_offset(self, dst: &[f32]) -> Option<usize> {
+        let _ = dst;
+        None
+    }
+    /// Lanes `h..16` of `a` followed by lanes `0..h` of `b` (`h < 16`).
+    #[inline(always)]
+    fn shift_join(self, a: Self::V, b: Self::V, h: usize) -> Self::V {
+        let (mut x, mut y) = ([0.0f32; LANES], [0.0f32; LANES]);
+        self.store(&mut x, a);
+        self.store(&mut y, b);
+        self.load(&core::array::from_fn(|k| if k + h < LANES { x[k + h] } else { y[k + h - LANES] }))
+    }
+    /// Stores 16 lanes as [`Simd::store`] does, bypassing the caches (into a
+    /// cache line that [`Simd::stream_offset`] found).
+    #[inline(always)]
+    fn store_stream(self, dst: &mut [f32; LANES], v: Self::V) {
+        self.store(dst, v)
+    }
+    /// Orders earlier streaming stores before this thread's later stores.
+    #[inline(always)]
+    fn stream_fence(self) {}
 
     /// `a + b`.
     fn add(self, a: Self::V, b: Self::V) -> Self::V;

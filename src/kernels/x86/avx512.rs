@@ -68,6 +68,32 @@ impl Simd for Avx512 {
         unsafe { _mm512_mask_storeu_ps(dst.as_mut_ptr(), prefix(dst.len()), v) }
     }
     #[inline(always)]
+    fn stream_offset(self, dst: &[f32]) -> Option<usize> {
+        // Floats are 4-byte aligned, so a 64-byte boundary is 0..16 away.
+        Some(dst.as_ptr().align_offset(64)).filter(|&h| h < LANES)
+    }
+    #[inline(always)]
+    fn shift_join(self, a: __m512, b: __m512, h: usize) -> __m512 {
+        // Index k + h of the 32 lanes a:b (bit 4 selects b).
+        let idx = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15].map(|k: i32| k + h as i32);
+        // SAFETY: the token proves AVX-512F; the array holds 16 i32.
+        unsafe { _mm512_permutex2var_ps(a, _mm512_loadu_si512(idx.as_ptr().cast()), b) }
+    }
+    #[inline(always)]
+    fn store_stream(self, dst: &mut [f32; LANES], v: __m512) {
+        if dst.as_ptr().addr().is_multiple_of(64) {
+            // SAFETY: `dst` holds 16 floats and is 64-byte aligned.
+            unsafe { _mm512_stream_ps(dst.as_mut_ptr(), v) }
+        } else {
+            self.store(dst, v)
+        }
+    }
+    #[inline(always)]
+    fn stream_fence(self) {
+        // SAFETY: SSE is part of every x86-64 CPU.
+        unsafe { _mm_sfence() }
+    }
+    #[inline(always)]
     fn add(self, a: __m512, b: __m512) -> __m512 {
         op!(_mm512_add_ps(a, b))
     }
