@@ -101,6 +101,19 @@ fn bench(c: &mut Criterion) {
                 xent::loss::shard::shard_backward(io, layout, &labels, &opts, &stats, &[1.0]).unwrap()
             })
         });
+        // The same with the exps kept: statistics into the gradient buffer,
+        // then the gradient in place there from the local and merged stats.
+        let mut local = stats.clone();
+        g.bench_function("shard_kept", |b| {
+            b.iter(|| {
+                let io =
+                    LogitsGrad::Separate { logits: m, grad: MatrixMut { data: &mut grad, rows, cols, stride: cols } };
+                xent::loss::shard::shard_stats_keep(io, layout, &labels, &opts, &mut local).unwrap();
+                stats.copy_from_slice(&local);
+                let io = LogitsGrad::InPlace(MatrixMut { data: &mut grad, rows, cols, stride: cols });
+                xent::loss::shard::shard_backward_kept(io, layout, &labels, &opts, (&local, &stats), &[1.0]).unwrap()
+            })
+        });
         // bfloat16 logits and gradient (the same values rounded to bf16).
         let logits16: Vec<Bf16> = logits.iter().map(|&x| Bf16((x.to_bits() >> 16) as u16)).collect();
         let mut grad16 = vec![Bf16(0); rows * cols];

@@ -565,6 +565,30 @@ static void test_shard(void) {
     CHECK(memcmp(c, untouched, sizeof c) == 0, "stats written on failure");
     CHECK(xent_shard_backward(logits, SR, CUT, STRIDE, 0, SC, lab, &o, b, &one, (float *)logits + 1, STRIDE) ==
               XENT_STATUS_INVALID_ARGUMENT, "overlapping gradient");
+    /* The kept pair: shard a keeps into the gradient buffer and makes its
+       gradient in place there; shard b keeps over a copy of its logits (in
+       place) and writes its gradient beside shard a's. */
+    XentShardStats ka[SR], kb[SR], km[SR];
+    static float kg[SR * SC], own[SR * STRIDE];
+    memcpy(own, logits, sizeof own);
+    CHECK(xent_shard_stats_keep(logits, SR, CUT, STRIDE, 0, SC, lab, &o, ka, kg, SC) == 0, "keep a: %s", xent_last_error());
+    CHECK(xent_shard_stats_keep(own + CUT, SR, SC - CUT, STRIDE, CUT, SC, lab, &o, kb, own + CUT, STRIDE) == 0, "keep b: %s",
+          xent_last_error());
+    memcpy(km, kb, sizeof km);
+    xent_shard_stats_merge(ka, km, SR);
+    CHECK(xent_shard_backward_kept(kg, SR, CUT, SC, 0, SC, lab, &o, ka, km, &one, kg, SC) == 0, "kept a: %s", xent_last_error());
+    CHECK(xent_shard_backward_kept(own + CUT, SR, SC - CUT, STRIDE, CUT, SC, lab, &o, kb, km, &one, kg + CUT, SC) == 0,
+          "kept b: %s", xent_last_error());
+    worst = 0.0;
+    for (size_t i = 0; i < SR; i++)
+        for (size_t j = 0; j < SC; j++) worst = fmax(worst, fabs(kg[i * SC + j] - want_g[i * STRIDE + j]));
+    CHECK(worst <= 1e-5, "kept gradient off by %g", worst);
+    CHECK(xent_shard_backward_kept(kg, SR, CUT, SC, 0, SC, lab, &o, NULL, km, &one, kg, SC) == XENT_STATUS_NULL_POINTER &&
+              strstr(xent_last_error(), "local") != NULL, "NULL local stats: %s", xent_last_error());
+    memcpy(c, untouched, sizeof c);
+    CHECK(xent_shard_stats_keep(own, SR, CUT, STRIDE, 0, SC, lab, &o, c, own + 1, STRIDE) == XENT_STATUS_INVALID_ARGUMENT &&
+              strstr(xent_last_error(), "kept == logits") != NULL, "overlapping kept: %s", xent_last_error());
+    CHECK(memcmp(c, untouched, sizeof c) == 0, "stats written on failure");
 }
 
 /* ---- many threads at once; last_error is per thread ---- */

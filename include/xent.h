@@ -576,6 +576,57 @@ XentStatus xent_shard_backward(const float *logits,
                                float *grad_logits,
                                size_t grad_row_stride);
 
+/*
+ xent_shard_stats, also keeping in `kept` (the shard's shape, row i at
+ `kept + i * kept_row_stride`) what xent_shard_backward_kept needs to make
+ the gradient without computing the logits' exps again: `exp(z − max)`
+ relative to this shard's own max (`stats[i].max`), or `tanh(z / cap)`
+ under a softcap. `kept` may be exactly `logits` with the same stride (in
+ place: the logits are overwritten), or the gradient buffer that
+ xent_shard_backward_kept then overwrites in place. The statistics equal
+ xent_shard_stats's within float rounding. On failure nothing is written.
+
+ # Safety
+ Every non-NULL pointer must be valid for the extent its sizes describe.
+ */
+XentStatus xent_shard_stats_keep(const float *logits,
+                                 size_t rows,
+                                 size_t shard_classes,
+                                 size_t row_stride,
+                                 size_t class_offset,
+                                 size_t total_classes,
+                                 const int32_t *labels,
+                                 const struct XentOptions *options,
+                                 struct XentShardStats *stats,
+                                 float *kept,
+                                 size_t kept_row_stride);
+
+/*
+ xent_shard_backward from what xent_shard_stats_keep kept instead of the
+ logits: one multiply per logit where xent_shard_backward computes an exp.
+ `local` is that call's own statistics (before merging), `merged` the
+ merged ones; the options must be that call's. `grad_logits` may be
+ exactly `kept` with the same stride (in place). Given statistics or a
+ `kept` buffer that did not come from that call, the gradient is
+ meaningless (but nothing outside the buffers is touched).
+
+ # Safety
+ Every non-NULL pointer must be valid for the extent its sizes describe.
+ */
+XentStatus xent_shard_backward_kept(const float *kept,
+                                    size_t rows,
+                                    size_t shard_classes,
+                                    size_t kept_row_stride,
+                                    size_t class_offset,
+                                    size_t total_classes,
+                                    const int32_t *labels,
+                                    const struct XentOptions *options,
+                                    const struct XentShardStats *local,
+                                    const struct XentShardStats *merged,
+                                    const float *grad_loss,
+                                    float *grad_logits,
+                                    size_t grad_row_stride);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

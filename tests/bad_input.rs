@@ -174,7 +174,7 @@ const UNTOUCHED: &str = "untouched";
 fn rows() -> Vec<Row> {
     vec![
         Row {
-            input: "a required pointer is NULL while its count is not 0 (`logits`, `labels`, `targets`, `loss`, `grad_loss`, `grad_logits`, `hidden`, `weight`, `stats`, `merged`)",
+            input: "a required pointer is NULL while its count is not 0 (`logits`, `labels`, `targets`, `loss`, `grad_loss`, `grad_logits`, `hidden`, `weight`, `stats`, `merged`, `kept`, `local`)",
             status: Some(XENT_STATUS_NULL_POINTER),
             outputs: UNTOUCHED,
             calls: &[
@@ -283,6 +283,30 @@ fn rows() -> Vec<Row> {
                 },
                 |b| unsafe {
                     xent_shard_loss(null(), R, C, b.labels.as_ptr(), null(), b.loss.as_mut_ptr(), null_mut())
+                },
+                |b| unsafe {
+                    let (p, l) = (b.logits.as_ptr(), b.labels.as_ptr());
+                    xent_shard_stats_keep(p, R, C, C, 0, C, l, null(), b.stats.as_mut_ptr(), null_mut(), C)
+                },
+                |b| {
+                    let (stats, up) = (b.stats.clone(), b.up.clone());
+                    unsafe {
+                        xent_shard_backward_kept(
+                            b.logits.as_ptr(),
+                            R,
+                            C,
+                            C,
+                            0,
+                            C,
+                            b.labels.as_ptr(),
+                            null(),
+                            null(),
+                            stats.as_ptr(),
+                            up.as_ptr(),
+                            b.grad.as_mut_ptr(),
+                            C,
+                        )
+                    }
                 },
             ],
         },
@@ -406,6 +430,10 @@ fn rows() -> Vec<Row> {
             calls: &[
                 |b| unsafe {
                     xent_shard_stats(b.logits.as_ptr(), R, C, C, 1, C, b.labels.as_ptr(), null(), b.stats.as_mut_ptr())
+                },
+                |b| unsafe {
+                    let (p, l, g) = (b.logits.as_ptr(), b.labels.as_ptr(), b.grad.as_mut_ptr());
+                    xent_shard_stats_keep(p, R, C, C, 1, C, l, null(), b.stats.as_mut_ptr(), g, C)
                 },
                 |b| unsafe {
                     xent_shard_stats(
@@ -638,6 +666,22 @@ fn rows() -> Vec<Row> {
             status: Some(XENT_STATUS_INVALID_ARGUMENT),
             outputs: UNTOUCHED,
             calls: &[
+                |b| unsafe {
+                    let (p, l) = (b.logits.as_ptr(), b.labels.as_ptr());
+                    xent_shard_stats_keep(
+                        p,
+                        R,
+                        C,
+                        C,
+                        0,
+                        C,
+                        l,
+                        null(),
+                        b.stats.as_mut_ptr(),
+                        b.logits.as_mut_ptr().add(1),
+                        C,
+                    )
+                },
                 |b| unsafe {
                     xent_forward(
                         b.logits.as_ptr(),

@@ -322,6 +322,49 @@ fn fused_linear_and_sharded_calls() {
     for (x, y) in sg.iter().zip(&g) {
         assert!((x - y).abs() <= 1e-6, "shard gradient {x} vs {y}");
     }
+    // The kept pair on one shard of all classes: kept into the gradient
+    // buffer, then the gradient in place there.
+    let mut local = vec![ShardStats::default(); rows];
+    let mut kg = vec![0f32; rows * classes];
+    // SAFETY: buffers of the sizes passed.
+    unsafe {
+        let (l, p) = (labels.as_ptr(), kg.as_mut_ptr());
+        assert_eq!(
+            xent_shard_stats_keep(
+                logits.as_ptr(),
+                rows,
+                classes,
+                classes,
+                0,
+                classes,
+                l,
+                &o,
+                local.as_mut_ptr(),
+                p,
+                classes
+            ),
+            0
+        );
+        let s = xent_shard_backward_kept(
+            p,
+            rows,
+            classes,
+            classes,
+            0,
+            classes,
+            l,
+            &o,
+            local.as_ptr(),
+            a.as_ptr(),
+            up.as_ptr(),
+            p,
+            classes,
+        );
+        assert_eq!(s, 0);
+    }
+    for (x, y) in kg.iter().zip(&g) {
+        assert!((x - y).abs() <= 1e-6, "kept shard gradient {x} vs {y}");
+    }
 }
 
 /// xent's task context, handed to the pool's threads.

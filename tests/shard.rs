@@ -73,6 +73,12 @@ fn close_row(got: &[f32], want: &[f32], what: &str, c: &Case) {
 }
 
 fn check_case(rng: &mut Rng, c: &Case, p: usize) {
+    check_case_kept(rng, c, p, None)
+}
+
+/// [`check_case`], with the kept pair's buffers picked by `hows` (all four
+/// ways) or at random.
+fn check_case_kept(rng: &mut Rng, c: &Case, p: usize, hows: Option<&[u8]>) {
     let whole = fused(c, false, |_| {});
     let o = c.options();
     let parts = shards(rng, c.cols, p);
@@ -133,6 +139,72 @@ fn check_case(rng: &mut Rng, c: &Case, p: usize) {
             let want = &whole.grad[i * c.stride + off..][..n];
             close_row(&got[i * n..][..n], want, &format!("grad row {i} shard {k} ({off}+{n})"), c);
         }
+        for &how in hows.unwrap_or(&[rng.below(4) as u8]) {
+            check_kept(c, &whole.grad, (k, off, n), (&stats[k], &merged), how);
+        }
+    }
+}
+
+/// The kept pair on one shard: statistics bit-identical to `shard_stats`'s,
+/// and the gradient the unsharded call's. `how` picks separate buffers or
+/// in place for each of the two calls.
+fn check_kept(
+    c: &Case,
+    want: &[f32],
+    (k, off, n): (usize, usize, usize),
+    (local, merged): (&[ShardStats], &[ShardStats]),
+    how: u8,
+) {
+    let o = c.options();
+    let layout = ShardLayout { class_offset: off, total_classes: c.cols };
+    let ks = n + 1;
+    let mut kept = vec![f32::NAN; c.rows * ks];
+    let mut st = vec![ShardStats::default(); c.rows];
+    let rows = c.rows;
+    let keep_in_place = how & 1 != 0;
+    if keep_in_place {
+        for i in 0..rows {
+            kept[i * ks..][..n].copy_from_slice(&c.logits[i * c.stride + off..][..n]);
+        }
+        let io = LogitsGrad::InPlace(MatrixMut { data: &mut kept, rows, cols: n, stride: ks });
+        shard_stats_keep(io, layout, &c.labels, &o, &mut st).expect("valid");
+    } else {
+        let m = Matrix { data: c.logits.get(off..).unwrap_or(&[]), rows, cols: n, stride: c.stride };
+        let io = LogitsGrad::Separate { logits: m, grad: MatrixMut { data: &mut kept, rows, cols: n, stride: ks } };
+        shard_stats_keep(io, layout, &c.labels, &o, &mut st).expect("valid");
+    }
+    // The same statistics as `shard_stats` (sums taken relative to the
+    // row's max rather than a running one, so equal to rounding).
+    for (i, (a, b)) in st.iter().zip(local).enumerate() {
+        let same = |x: f32, y: f32| x.to_bits() == y.to_bits() || (x.is_nan() && y.is_nan());
+        let near = |x: f32, y: f32| same(x, y) || close(f64::from(x), f64::from(y), 1e-6, 0.0);
+        assert!(
+            same(a.max, b.max)
+                && near(a.sum_exp, b.sum_exp)
+                && same(a.target_logit, b.target_logit)
+                && near(a.weighted_logit_sum, b.weighted_logit_sum)
+                && same(a.weight_sum, b.weight_sum),
+            "kept stats of row {i}, shard {k}: {a:?} vs {b:?}"
+        );
+    }
+    let ones = vec![1.0f32; c.loss_len()];
+    let mut g = vec![f32::NAN; rows * n];
+    let got: &[f32] = if how & 2 != 0 {
+        let io = LogitsGrad::InPlace(MatrixMut { data: &mut kept, rows, cols: n, stride: ks });
+        shard_backward_kept(io, layout, &c.labels, &o, (&st, merged), &ones).expect("valid");
+        &kept
+    } else {
+        let io = LogitsGrad::Separate {
+            logits: Matrix { data: &kept, rows, cols: n, stride: ks },
+            grad: MatrixMut { data: &mut g, rows, cols: n, stride: n },
+        };
+        shard_backward_kept(io, layout, &c.labels, &o, (&st, merged), &ones).expect("valid");
+        &g
+    };
+    let gs = if how & 2 != 0 { ks } else { n };
+    for i in 0..rows {
+        let want = &want[i * c.stride + off..][..n];
+        close_row(&got[i * gs..][..n], want, &format!("kept grad row {i} shard {k} ({off}+{n}) how {how}"), c);
     }
 }
 
@@ -144,6 +216,17 @@ fn sharded_calls_equal_the_unsharded_call() {
         let rows = rng.pick(&[0, 1, 4, 20]);
         let c = make(&mut rng, rows, cols);
         check_case(&mut rng, &c, 1 + t % 4);
+    }
+}
+
+/// The kept pair's other ways: shards longer than 65 536 classes (kept by
+/// the chunked scan, then rebased) and outputs of 8 MiB or more (streamed).
+#[test]
+fn kept_long_shards_and_streamed_outputs() {
+    let mut rng = Rng(609);
+    for (rows, cols, p) in [(2, 70_000, 1), (3, 140_000, 2), (2100, 1000, 1), (2100, 1003, 2)] {
+        let c = make(&mut rng, rows, cols);
+        check_case_kept(&mut rng, &c, p, Some(&[0, 1, 2, 3]));
     }
 }
 

@@ -1,5 +1,5 @@
 //! The sharded calls (`xent_shard_stats`, `_stats_merge`, `_loss`,
-//! `_backward`): a row split at arbitrary class cuts into shards of their
+//! `_backward`, and the kept pair `_stats_keep` / `_backward_kept`): a row split at arbitrary class cuts into shards of their
 //! own strides, merged in an arbitrary order, with every option, pool and
 //! bad layout, label or pointer. Valid calls must match the float64
 //! reference of the unsharded rows; failing ones must write nothing.
@@ -119,6 +119,37 @@ fuzz_target!(|data: &[u8]| {
         let mut ex = base.clone();
         let (buf, stride) = &mut bufs[k];
         let stride = *stride;
+        // Sometimes the kept pair: the shard's exps (or tanh) kept in a copy
+        // of its buffer, whose padding must stay as it was, and the gradient
+        // made from them with this shard's own statistics.
+        let local = inp.one_in(3).then(|| {
+            let mut kb = buf.clone();
+            let mut local = exact(rows, ShardStats::default());
+            // SAFETY: exact buffers of the shard's extent and `rows` stats.
+            let status = unsafe {
+                xent_shard_stats_keep(
+                    buf.as_ptr(),
+                    rows,
+                    n,
+                    stride,
+                    off,
+                    total,
+                    labels.as_ptr(),
+                    opts.ptr(),
+                    local.as_mut_ptr(),
+                    kb.as_mut_ptr(),
+                    stride,
+                )
+            };
+            assert_eq!(status, XENT_STATUS_OK, "stats_keep where shard_stats succeeded");
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+            check_padding(&bits(&kb), &bits(buf), rows, n, stride);
+            for (a, b) in local.iter().zip(&stats_all[k]) {
+                assert!(a.max.to_bits() == b.max.to_bits(), "kept max {} vs {}", a.max, b.max);
+            }
+            *buf = kb;
+            local
+        });
         let in_place = inp.one_in(4);
         let g_stride = if in_place { stride } else { xent_fuzz::stride(&mut inp, rows, n, &mut ex, "grad_row_stride") };
         let g_ext = extent(rows, n, g_stride);
@@ -137,24 +168,42 @@ fuzz_target!(|data: &[u8]| {
         let pad_before: Vec<u32> = if in_place { buf.iter() } else { g.iter() }.map(|x| x.to_bits()).collect();
         // SAFETY: as above.
         let status = unsafe {
-            xent_shard_backward(
-                lp,
-                rows,
-                n,
-                stride,
-                off,
-                total,
-                labels.as_ptr(),
-                opts.ptr(),
-                merged.as_ptr(),
-                upp,
-                gp,
-                g_stride,
-            )
+            match &local {
+                Some(l) => xent_shard_backward_kept(
+                    lp,
+                    rows,
+                    n,
+                    stride,
+                    off,
+                    total,
+                    labels.as_ptr(),
+                    opts.ptr(),
+                    l.as_ptr(),
+                    merged.as_ptr(),
+                    upp,
+                    gp,
+                    g_stride,
+                ),
+                None => xent_shard_backward(
+                    lp,
+                    rows,
+                    n,
+                    stride,
+                    off,
+                    total,
+                    labels.as_ptr(),
+                    opts.ptr(),
+                    merged.as_ptr(),
+                    upp,
+                    gp,
+                    g_stride,
+                ),
+            }
         };
         let after = [bytes(buf), bytes(&g), bytes(&merged)];
         ex.skipped = o.pool_skipped();
-        ex.judge(status, &before, &after, &format!("shard_backward {off}+{n} of {total}"));
+        let what = if local.is_some() { "shard_backward_kept" } else { "shard_backward" };
+        ex.judge(status, &before, &after, &format!("{what} {off}+{n} of {total}"));
         if status != XENT_STATUS_OK {
             return;
         }

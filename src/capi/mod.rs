@@ -615,5 +615,68 @@ pub unsafe extern "C" fn xent_shard_backward(
 ) -> XentStatus {
     let call = ShardCall { logits, rows, shard_classes, row_stride, class_offset, total_classes, labels, options };
     // SAFETY: the caller's pointer contract, forwarded.
-    guard(|| unsafe { call.backward(merged, grad_loss, grad_logits, grad_row_stride) })
+    guard(|| unsafe { call.backward((None, merged), grad_loss, grad_logits, grad_row_stride) })
+}
+
+/// xent_shard_stats, also keeping in `kept` (the shard's shape, row i at
+/// `kept + i * kept_row_stride`) what xent_shard_backward_kept needs to make
+/// the gradient without computing the logits' exps again: `exp(z − max)`
+/// relative to this shard's own max (`stats[i].max`), or `tanh(z / cap)`
+/// under a softcap. `kept` may be exactly `logits` with the same stride (in
+/// place: the logits are overwritten), or the gradient buffer that
+/// xent_shard_backward_kept then overwrites in place. The statistics equal
+/// xent_shard_stats's within float rounding. On failure nothing is written.
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the extent its sizes describe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_shard_stats_keep(
+    logits: *const f32,
+    rows: usize,
+    shard_classes: usize,
+    row_stride: usize,
+    class_offset: usize,
+    total_classes: usize,
+    labels: *const i32,
+    options: *const XentOptions,
+    stats: *mut ShardStats,
+    kept: *mut f32,
+    kept_row_stride: usize,
+) -> XentStatus {
+    let call = ShardCall { logits, rows, shard_classes, row_stride, class_offset, total_classes, labels, options };
+    // SAFETY: the caller's pointer contract, forwarded.
+    guard(|| unsafe { call.stats_keep(stats, kept, kept_row_stride) })
+}
+
+/// xent_shard_backward from what xent_shard_stats_keep kept instead of the
+/// logits: one multiply per logit where xent_shard_backward computes an exp.
+/// `local` is that call's own statistics (before merging), `merged` the
+/// merged ones; the options must be that call's. `grad_logits` may be
+/// exactly `kept` with the same stride (in place). Given statistics or a
+/// `kept` buffer that did not come from that call, the gradient is
+/// meaningless (but nothing outside the buffers is touched).
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the extent its sizes describe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_shard_backward_kept(
+    kept: *const f32,
+    rows: usize,
+    shard_classes: usize,
+    kept_row_stride: usize,
+    class_offset: usize,
+    total_classes: usize,
+    labels: *const i32,
+    options: *const XentOptions,
+    local: *const ShardStats,
+    merged: *const ShardStats,
+    grad_loss: *const f32,
+    grad_logits: *mut f32,
+    grad_row_stride: usize,
+) -> XentStatus {
+    let row_stride = kept_row_stride;
+    let call =
+        ShardCall { logits: kept, rows, shard_classes, row_stride, class_offset, total_classes, labels, options };
+    // SAFETY: the caller's pointer contract, forwarded.
+    guard(|| unsafe { call.backward((Some(local), merged), grad_loss, grad_logits, grad_row_stride) })
 }

@@ -40,18 +40,49 @@ impl ShardCall {
             let pool = CPool::of(&o);
             let options = safe_options(&o, red, weights.map(|w| w.slice()), pool.as_ref());
             let m = Matrix { data: logits.slice(), rows: self.rows, cols: self.shard_classes, stride: self.row_stride };
-            let layout = ShardLayout { class_offset: self.class_offset, total_classes: self.total_classes };
-            shard::shard_stats(m, layout, labels.slice(), &options, out.slice_mut())
+            shard::shard_stats(m, self.layout(), labels.slice(), &options, out.slice_mut())
         }
     }
 
-    /// `xent_shard_backward`.
+    /// `xent_shard_stats_keep`: `kept` may be exactly `logits` with the
+    /// same stride (in place).
+    ///
+    /// # Safety
+    /// Every non-NULL pointer must be valid for the extent its sizes describe.
+    pub(crate) unsafe fn stats_keep(self, stats: *mut ShardStats, kept: *mut f32, kept_stride: usize) -> Result<()> {
+        // SAFETY: forwarded from the caller.
+        let o = unsafe { read_options(self.options)? };
+        let red = reduction(o.reduction)?;
+        let rows = self.rows;
+        let ext = check_shape("logits", rows, self.shard_classes, self.row_stride)?;
+        let kext = check_shape("kept", rows, self.shard_classes, kept_stride)?;
+        let in_place = core::ptr::eq(kept, self.logits) && kept_stride == self.row_stride && !kept.is_null();
+        let mut r = Regions::new("only kept == logits with the same stride is allowed");
+        let logits = if in_place { None } else { Some(r.input("logits", self.logits, ext)?) };
+        let labels = r.input("labels", self.labels, rows)?;
+        let weights = r.optional("class_weights", o.class_weights, self.total_classes, false)?;
+        let out = r.output("stats", stats, rows)?;
+        let k = r.output("kept", kept, kext)?;
+        r.check()?;
+        // SAFETY: as in `stats`; in place, the kept buffer is the only view
+        // of the logits.
+        unsafe {
+            let pool = CPool::of(&o);
+            let options = safe_options(&o, red, weights.map(|w| w.slice()), pool.as_ref());
+            let km = MatrixMut { data: k.slice_mut(), rows, cols: self.shard_classes, stride: kept_stride };
+            let io = self.pair(logits.map(|l| l.slice()), km);
+            shard::shard_stats_keep(io, self.layout(), labels.slice(), &options, out.slice_mut())
+        }
+    }
+
+    /// `xent_shard_backward` (`local` NULL), or `xent_shard_backward_kept`
+    /// (`self.logits` is then the kept buffer).
     ///
     /// # Safety
     /// Every non-NULL pointer must be valid for the extent its sizes describe.
     pub(crate) unsafe fn backward(
         self,
-        merged: *const ShardStats,
+        (local, merged): (Option<*const ShardStats>, *const ShardStats),
         grad_loss: *const f32,
         grad: *mut f32,
         grad_stride: usize,
@@ -60,14 +91,23 @@ impl ShardCall {
         let o = unsafe { read_options(self.options)? };
         let red = reduction(o.reduction)?;
         let rows = self.rows;
-        let ext = check_shape("logits", rows, self.shard_classes, self.row_stride)?;
+        let src = if local.is_some() { "kept" } else { "logits" };
+        let ext = check_shape(src, rows, self.shard_classes, self.row_stride)?;
         let gext = check_shape("grad_logits", rows, self.shard_classes, grad_stride)?;
         let in_place = core::ptr::eq(grad, self.logits) && grad_stride == self.row_stride && !grad.is_null();
         let n_up = if red == Reduction::None { rows } else { 1 };
-        let mut r = Regions::new("only grad_logits == logits with the same stride is allowed");
-        let logits = if in_place { None } else { Some(r.input("logits", self.logits, ext)?) };
+        let mut r = Regions::new(if local.is_some() {
+            "only grad_logits == kept with the same stride is allowed"
+        } else {
+            "only grad_logits == logits with the same stride is allowed"
+        });
+        let logits = if in_place { None } else { Some(r.input(src, self.logits, ext)?) };
         let labels = r.input("labels", self.labels, rows)?;
         let weights = r.optional("class_weights", o.class_weights, self.total_classes, false)?;
+        let local = match local {
+            Some(l) => Some(r.input("local", l, rows)?),
+            None => None,
+        };
         let merged = r.input("merged", merged, rows)?;
         let up = r.input("grad_loss", grad_loss, n_up)?;
         let g = r.output("grad_logits", grad, gext)?;
@@ -77,16 +117,28 @@ impl ShardCall {
         unsafe {
             let pool = CPool::of(&o);
             let options = safe_options(&o, red, weights.map(|w| w.slice()), pool.as_ref());
-            let (cols, ss) = (self.shard_classes, self.row_stride);
-            let gm = MatrixMut { data: g.slice_mut(), rows, cols, stride: grad_stride };
-            let io = match logits {
-                None => LogitsGrad::InPlace(gm),
+            let gm = MatrixMut { data: g.slice_mut(), rows, cols: self.shard_classes, stride: grad_stride };
+            let io = self.pair(logits.map(|l| l.slice()), gm);
+            let (labels, up) = (labels.slice(), up.slice());
+            match local {
                 Some(l) => {
-                    LogitsGrad::Separate { logits: Matrix { data: l.slice(), rows, cols, stride: ss }, grad: gm }
+                    shard::shard_backward_kept(io, self.layout(), labels, &options, (l.slice(), merged.slice()), up)
                 }
-            };
-            let layout = ShardLayout { class_offset: self.class_offset, total_classes: self.total_classes };
-            shard::shard_backward(io, layout, labels.slice(), &options, merged.slice(), up.slice())
+                None => shard::shard_backward(io, self.layout(), labels, &options, merged.slice(), up),
+            }
+        }
+    }
+
+    fn layout(&self) -> ShardLayout {
+        ShardLayout { class_offset: self.class_offset, total_classes: self.total_classes }
+    }
+
+    /// The source/destination pair: `src` (`None` in place) into `dst`.
+    fn pair<'a>(&self, src: Option<&'a [f32]>, dst: MatrixMut<'a>) -> LogitsGrad<'a> {
+        let (rows, cols, stride) = (self.rows, self.shard_classes, self.row_stride);
+        match src {
+            None => LogitsGrad::InPlace(dst),
+            Some(data) => LogitsGrad::Separate { logits: Matrix { data, rows, cols, stride }, grad: dst },
         }
     }
 }

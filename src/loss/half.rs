@@ -31,7 +31,7 @@ pub(super) fn run_half(
     let blocks = blocks(rows, br, &layout, src, dst, out);
     let failed = std::sync::atomic::AtomicBool::new(false);
     // A gradient much larger than the caches is written around them.
-    let stream = rows.saturating_mul(cols) >= STREAM_MIN_ELEMS;
+    let stream = rows.saturating_mul(cols).saturating_mul(2) >= super::STREAM_MIN_BYTES;
     // Scratches are reused: a block takes a free one, or allocates one (so
     // there are at most as many as blocks running at once) and returns it.
     let free: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
@@ -61,10 +61,6 @@ pub(super) fn run_half(
     }
     Ok(sums)
 }
-
-/// 16-bit gradients of at least this many values (8 MiB) are written with
-/// streaming stores.
-const STREAM_MIN_ELEMS: usize = 1 << 22;
 
 /// Widens `rows` 16-bit rows (`stride` apart) into dense float32 rows.
 fn widen_block(

@@ -11,6 +11,10 @@ pub mod shard;
 mod short;
 mod types;
 
+/// Outputs of at least this many bytes (8 MiB, beyond the caches), which
+/// nothing reads back soon, are written with streaming stores.
+pub(crate) const STREAM_MIN_BYTES: usize = 8 << 20;
+
 pub use types::*;
 
 pub(crate) use plan::check_shape;

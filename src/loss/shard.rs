@@ -13,9 +13,9 @@
 
 use super::plan::{Mode, Plan};
 use super::row::{Target, mass_times};
-use super::scan::{RowIo, scan};
+use super::scan::{RowIo, Scan, scan};
 use super::types::*;
-use crate::kernels::{self, Coef, Grad, Io};
+use crate::kernels::{self, Coef, Grad, Io, Logit};
 
 /// The per-row statistics of a shard, and of merged shards. Plain old data
 /// (`#[repr(C)]`, five floats) so a message-passing library can reduce it.
@@ -90,33 +90,201 @@ pub fn shard_stats(
     Plan::check_logits("logits", logits.data.len(), logits.rows, logits.cols, logits.stride)?;
     let p = plan(Mode::Forward, logits.rows, logits.cols, layout, labels, options, None)?;
     super::plan::check_len("stats", stats.len(), logits.rows)?;
-    let (off, n) = (layout.class_offset, logits.cols);
-    let coef = (p.smoothing > 0.0).then(|| Coef { w: p.weights.map(|w| &w[off..off + n]), y: None, k1: 0.0, k0: 1.0 });
+    let n = logits.cols;
     for (i, st) in stats[..logits.rows].iter_mut().enumerate() {
         let row = &logits.data[i * logits.stride..][..n];
         let next = logits.data.get((i + 1) * logits.stride..).map_or(&[][..], |r| &r[..n.min(r.len())]);
-        let label = match labels[i] {
-            y if y != p.ignore_index && (off..off + n).contains(&(y as usize)) => Some(y as usize - off),
-            _ => None,
-        };
-        // One chunked pass, as the unsharded forward makes: max, Σexp, the
-        // label's z' and, for smoothing, Σw and Σw(z' − max).
-        let sc = scan(p.isa, RowIo::Read(row), p.logit, coef, label, (next, None));
-        // The scan calls a row of only −inf (or NaN) values NaN; a shard of
-        // only −inf values is just empty here (others hold the row's mass).
-        let sum = if sc.max == f32::NEG_INFINITY && !row.iter().any(|x| x.is_nan()) { 0.0 } else { sc.sum };
-        let (weighted_logit_sum, weight_sum) = match coef {
-            // Only −inf values: −inf unless none of them carries weight.
-            Some(_) if sc.max == f32::NEG_INFINITY => {
-                (if sc.total == 0.0 { 0.0 } else { f32::NEG_INFINITY }, sc.total as f32)
-            }
-            Some(_) => (sc.dot as f32, sc.total as f32),
-            None => (0.0, 0.0),
-        };
-        let target_logit = if label.is_some() { sc.zy } else { 0.0 };
-        *st = ShardStats { max: sc.max, sum_exp: sum as f32, target_logit, weighted_logit_sum, weight_sum };
+        *st = row_stats(&p, layout, labels[i], (Some(row), None), next).0;
     }
     Ok(())
+}
+
+/// [`shard_stats`], keeping in `io`'s destination (`grad`, or the logits
+/// themselves in place) what [`shard_backward_kept`] needs to make the
+/// gradient without a second exp per logit: `exp(z'_j − max)` relative to
+/// the shard's own max, or `tanh(z_j / cap)` under a softcap. The statistics
+/// are the same as [`shard_stats`]'s.
+pub fn shard_stats_keep(
+    io: LogitsGrad<'_>,
+    layout: ShardLayout,
+    labels: &[i32],
+    options: &Options<'_>,
+    stats: &mut [ShardStats],
+) -> Result<()> {
+    let Pair { src, dst: kept, rows, cols: n, src_stride: ss } = split(io, ("logits", "kept"))?;
+    let p = plan(Mode::Forward, rows, n, layout, labels, options, None)?;
+    super::plan::check_len("stats", stats.len(), rows)?;
+    let stream = src.is_some() && large(rows, kept.stride);
+    for (i, st) in stats[..rows].iter_mut().enumerate() {
+        let (row, dst, next) = row_pair(src, ss, kept.data, kept.stride, n, i, rows);
+        let dst = &mut dst[..n];
+        if p.logit == Logit::Raw && n <= TWO_PASS_MAX {
+            *st = keep_raw_row(&p, layout, labels[i], (row, dst), next, stream);
+            continue;
+        }
+        let (s, sc) = row_stats(&p, layout, labels[i], (row, Some(&mut *dst)), next);
+        *st = s;
+        if sc.stored == Logit::Raw && sc.max != f32::NEG_INFINITY {
+            // Chunk c holds exp(z − base_c): rebase every chunk to the max.
+            for (c, start) in (0..n).step_by(sc.chunk).enumerate().filter(|&(c, _)| sc.chunk_base[c] != sc.max) {
+                let r = start..(start + sc.chunk).min(n);
+                let f = crate::fmath::exp(f64::from(sc.chunk_base[c]) - f64::from(sc.max)) as f32;
+                kernels::grad(p.isa, Io::InPlace(&mut dst[r]), scale_by(f));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Raw rows of at most this many classes (256 KiB, well inside L2) are kept
+/// in two passes: their max, then the exps relative to it, each stored once
+/// (and so streamed past the caches into a large output). Longer rows take
+/// the chunked scan, whose chunks are then rebased to the row's max.
+const TWO_PASS_MAX: usize = 1 << 16;
+
+/// Whether an output of `rows` rows `stride` floats apart is large enough
+/// to be streamed.
+fn large(rows: usize, stride: usize) -> bool {
+    rows.saturating_mul(stride).saturating_mul(4) >= super::STREAM_MIN_BYTES
+}
+
+/// One raw row of [`shard_stats_keep`] in two passes (see [`TWO_PASS_MAX`]).
+fn keep_raw_row(
+    p: &Plan<'_>,
+    layout: ShardLayout,
+    label: i32,
+    (src, dst): (Option<&[f32]>, &mut [f32]),
+    next: &[f32],
+    stream: bool,
+) -> ShardStats {
+    let (coef, label) = row_terms(p, layout, label, dst.len());
+    let row: &[f32] = src.unwrap_or(dst);
+    let max = kernels::max(p.isa, row, Logit::Raw);
+    // Relative to 0 when every value is −inf (or NaN), as the scan does.
+    let base = if max == f32::NEG_INFINITY { 0.0 } else { max };
+    let zy = label.map(|y| kernels::logit_one(row[y], Logit::Raw).0);
+    let dots = coef.map(|cf| kernels::coef_dot(p.isa, row, Logit::Raw, base, cf));
+    let io = match src {
+        Some(s) if stream => Io::Stream(s, dst),
+        Some(s) => Io::Map(s, dst),
+        None => Io::InPlace(dst),
+    };
+    // exp(−inf − 0) = 0 and a NaN makes NaN, so a shard of only −inf values
+    // sums to 0 here without the scan's special case.
+    let sum = kernels::sum_exp(p.isa, io, Logit::Raw, base, next);
+    finish_stats(max, sum, dots, zy)
+}
+
+/// The gradient pass that multiplies stored values by `f`.
+fn scale_by(f: f32) -> Grad<'static> {
+    let coef = Coef { w: None, y: None, k1: 0.0, k0: 0.0 };
+    Grad { logit: Logit::Raw, stored_exp: true, shift: 0.0, bounded: true, a: f, coef }
+}
+
+/// One row's statistics (and the scan that made them), reading `src` (or
+/// `dst` in place) and, given `dst`, storing into it as the fused scan does.
+fn row_stats(
+    p: &Plan<'_>,
+    layout: ShardLayout,
+    label: i32,
+    (src, mut dst): (Option<&[f32]>, Option<&mut [f32]>),
+    next: &[f32],
+) -> (ShardStats, Scan) {
+    let n = src.map_or_else(|| dst.as_ref().map_or(0, |d| d.len()), <[f32]>::len);
+    let (coef, label) = row_terms(p, layout, label, n);
+    let io = match dst.as_deref_mut() {
+        Some(dst) => RowIo::Store { src, dst },
+        None => RowIo::Read(src.expect("a row to read")),
+    };
+    // One chunked pass, as the unsharded forward makes: max, Σexp, the
+    // label's z' and, for smoothing, Σw and Σw(z' − max).
+    let sc = scan(p.isa, io, p.logit, coef, label, (next, None));
+    // The scan calls a row of only −inf (or NaN) values NaN; a shard of
+    // only −inf values is just empty here (others hold the row's mass). A
+    // NaN logit is NaN in what the scan stored too.
+    let saw_nan = || dst.as_deref().or(src).is_some_and(|r| r.iter().any(|x| x.is_nan()));
+    let sum = if sc.max == f32::NEG_INFINITY && !saw_nan() { 0.0 } else { sc.sum };
+    let stats = finish_stats(sc.max, sum, coef.map(|_| (sc.total, sc.dot)), label.map(|_| sc.zy));
+    (stats, sc)
+}
+
+/// The coefficients smoothing dots with a row of `n` classes (if on), and
+/// the label's index in the shard (if it is there and not ignored).
+fn row_terms<'p>(p: &Plan<'p>, layout: ShardLayout, label: i32, n: usize) -> (Option<Coef<'p>>, Option<usize>) {
+    let off = layout.class_offset;
+    let coef = (p.smoothing > 0.0).then(|| Coef { w: p.weights.map(|w| &w[off..off + n]), y: None, k1: 0.0, k0: 1.0 });
+    let label = match label {
+        y if y != p.ignore_index && (off..off + n).contains(&(y as usize)) => Some(y as usize - off),
+        _ => None,
+    };
+    (coef, label)
+}
+
+/// A row's statistics from its max, Σexp, `(Σw, Σw(z' − max))` (with
+/// smoothing) and the label's `z'` (when in the shard).
+fn finish_stats(max: f32, sum: f64, dots: Option<(f64, f64)>, zy: Option<f32>) -> ShardStats {
+    let (weighted_logit_sum, weight_sum) = match dots {
+        // Only −inf values: −inf unless none of them carries weight.
+        Some((total, _)) if max == f32::NEG_INFINITY => {
+            (if total == 0.0 { 0.0 } else { f32::NEG_INFINITY }, total as f32)
+        }
+        Some((total, dot)) => (dot as f32, total as f32),
+        None => (0.0, 0.0),
+    };
+    ShardStats { max, sum_exp: sum as f32, target_logit: zy.unwrap_or(0.0), weighted_logit_sum, weight_sum }
+}
+
+/// A checked source/destination pair.
+struct Pair<'a> {
+    /// The source rows (`None` in place: `dst` holds them).
+    src: Option<&'a [f32]>,
+    dst: MatrixMut<'a>,
+    rows: usize,
+    cols: usize,
+    /// The source's row stride.
+    src_stride: usize,
+}
+
+/// Checks a source/destination pair; `names` name them in errors.
+fn split<'a>(io: LogitsGrad<'a>, (src_name, dst_name): (&str, &str)) -> Result<Pair<'a>> {
+    let (src, dst, rows, n, ss) = match io {
+        LogitsGrad::Separate { logits, grad } => {
+            Plan::check_logits(src_name, logits.data.len(), logits.rows, logits.cols, logits.stride)?;
+            if (grad.rows, grad.cols) != (logits.rows, logits.cols) {
+                return err(ErrorKind::InvalidShape, format_args!("{dst_name} and {src_name} differ in shape"));
+            }
+            (Some(logits.data), grad, logits.rows, logits.cols, logits.stride)
+        }
+        LogitsGrad::InPlace(m) => {
+            let (r, c, s) = (m.rows, m.cols, m.stride);
+            (None, m, r, c, s)
+        }
+    };
+    Plan::check_logits(dst_name, dst.data.len(), rows, n, dst.stride)?;
+    Ok(Pair { src, dst, rows, cols: n, src_stride: ss })
+}
+
+/// Row `i` of a checked pair: its source (`None` in place), its destination
+/// (from the row's start) and the next row to prefetch (of the source, or
+/// of the destination in place; empty after the last row).
+fn row_pair<'s: 'd, 'd>(
+    src: Option<&'s [f32]>,
+    ss: usize,
+    dst: &'d mut [f32],
+    ds: usize,
+    n: usize,
+    i: usize,
+    rows: usize,
+) -> (Option<&'s [f32]>, &'d mut [f32], &'d [f32]) {
+    let has_next = i + 1 < rows;
+    let (head, tail) = dst.split_at_mut(i * ds + n);
+    let row = src.map(|s| &s[i * ss..][..n]);
+    let next = match src {
+        Some(s) if has_next => &s[(i + 1) * ss..][..n],
+        None if has_next => &tail[ds - n..][..n],
+        _ => &[][..],
+    };
+    (row, &mut head[i * ds..], next)
 }
 
 /// Combines one shard's statistics into another's, row by row: associative
@@ -228,27 +396,54 @@ pub fn shard_backward(
     merged: &[ShardStats],
     grad_loss: &[f32],
 ) -> Result<()> {
-    let (src, grad, rows, n, ss) = match io {
-        LogitsGrad::Separate { logits, grad } => {
-            Plan::check_logits("logits", logits.data.len(), logits.rows, logits.cols, logits.stride)?;
-            if (grad.rows, grad.cols) != (logits.rows, logits.cols) {
-                return err(ErrorKind::InvalidShape, "grad_logits and logits differ in shape");
-            }
-            (Some(logits.data), grad, logits.rows, logits.cols, logits.stride)
-        }
-        LogitsGrad::InPlace(m) => {
-            let (r, c, s) = (m.rows, m.cols, m.stride);
-            (None, m, r, c, s)
-        }
-    };
-    Plan::check_logits("grad_logits", grad.data.len(), rows, n, grad.stride)?;
+    backward(io, layout, labels, options, (None, merged), grad_loss)
+}
+
+/// [`shard_backward`] from what [`shard_stats_keep`] kept (`io`'s source,
+/// or its destination in place) instead of the logits, with that call's
+/// statistics (`local`) beside the merged ones: one multiply per logit where
+/// [`shard_backward`] takes an exp. The options must be the same as that
+/// call's.
+pub fn shard_backward_kept(
+    io: LogitsGrad<'_>,
+    layout: ShardLayout,
+    labels: &[i32],
+    options: &Options<'_>,
+    (local, merged): (&[ShardStats], &[ShardStats]),
+    grad_loss: &[f32],
+) -> Result<()> {
+    backward(io, layout, labels, options, (Some(local), merged), grad_loss)
+}
+
+fn backward(
+    io: LogitsGrad<'_>,
+    layout: ShardLayout,
+    labels: &[i32],
+    options: &Options<'_>,
+    (local, merged): (Option<&[ShardStats]>, &[ShardStats]),
+    grad_loss: &[f32],
+) -> Result<()> {
+    let names = if local.is_some() { ("kept", "grad_logits") } else { ("logits", "grad_logits") };
+    let Pair { src, dst: grad, rows, cols: n, src_stride: ss } = split(io, names)?;
     let up = Upstream { grad_loss, lse: None };
     let p = plan(Mode::Backward, rows, n, layout, labels, options, Some(up))?;
     super::plan::check_len("merged stats", merged.len(), rows)?;
+    if let Some(local) = local {
+        super::plan::check_len("local stats", local.len(), rows)?;
+    }
+    // What the source holds: the logits, or (kept) tanh(z/cap) under a
+    // softcap and otherwise exp(z' − local max).
+    let how = match (local, p.logit) {
+        (Some(_), Logit::Softcap(cap)) => Logit::Tanh(cap),
+        _ => p.logit,
+    };
     let off = layout.class_offset;
     let ds = grad.stride;
+    // A separate gradient larger than the caches is written around them.
+    let stream = src.is_some() && large(rows, ds);
     for (i, s) in merged[..rows].iter().enumerate() {
-        let dst = &mut grad.data[i * ds..][..n];
+        let (row, dst, _) = row_pair(src, ss, grad.data, ds, n, i, rows);
+        let dst = &mut dst[..n];
         let t = super::row::target(&p, i);
         let l = lse_of(s);
         if matches!(t, Target::Ignored) {
@@ -259,30 +454,35 @@ pub fn shard_backward(
             dst.fill(f32::NAN);
             continue;
         }
-        // p_j = exp(z'_j − max) / Σexp, with the merged (exact) max.
+        // p_j = exp(z'_j − max) / Σexp, with the merged (exact) max; kept
+        // exps are relative to the shard's max: p_j = e_j·exp(local − max) / Σexp.
         let (a, coef, label_k) = p.grad_terms(i, t, p.weight_total, l);
-        let g = Grad {
-            logit: p.logit,
-            stored_exp: false,
-            shift: s.max,
-            bounded: true,
-            a: (a / f64::from(s.sum_exp)) as f32,
-            coef: coef.slice(off..off + n),
+        let coef = coef.slice(off..off + n);
+        let g = match (local, how) {
+            (Some(local), Logit::Raw) => {
+                let m = local[i].max;
+                let f = if m == f32::NEG_INFINITY { 0.0 } else { crate::fmath::exp(f64::from(m) - f64::from(s.max)) };
+                let a = (a * f / f64::from(s.sum_exp)) as f32;
+                Grad { logit: how, stored_exp: true, shift: 0.0, bounded: true, a, coef }
+            }
+            _ => {
+                let a = (a / f64::from(s.sum_exp)) as f32;
+                Grad { logit: how, stored_exp: false, shift: s.max, bounded: true, a, coef }
+            }
         };
         let ty = match t {
             Target::Label(y) if (off..off + n).contains(&y) => {
-                let x = match src {
-                    Some(sv) => sv[i * ss + y - off],
-                    None => dst[y - off],
-                };
-                Some((y - off, kernels::logit_one(x, p.logit).1))
+                let x = row.map_or(dst[y - off], |r| r[y - off]);
+                Some((y - off, kernels::logit_one(x, how).1))
             }
             _ => None,
         };
-        match src {
-            Some(sv) => kernels::grad(p.isa, Io::Map(&sv[i * ss..][..n], dst), g),
-            None => kernels::grad(p.isa, Io::InPlace(dst), g),
-        }
+        let io = match row {
+            Some(r) if stream => Io::Stream(r, dst),
+            Some(r) => Io::Map(r, dst),
+            None => Io::InPlace(dst),
+        };
+        kernels::grad(p.isa, io, g);
         if let Some((local, ty)) = ty {
             p.fix_label(Target::Label(local), dst, label_k, ty);
         }
