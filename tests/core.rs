@@ -155,10 +155,19 @@ fn backward_only(c: &Case, lse: Option<&[f32]>, in_place: bool) -> Vec<f32> {
     grad
 }
 
+/// Gradient terms below `f32::MIN_POSITIVE` are flushed to 0 (no path pays
+/// for subnormal arithmetic), so no gradient value is subnormal.
+fn no_subnormals(g: &[f32], what: &str) {
+    if let Some((j, x)) = g.iter().enumerate().find(|(_, x)| x.is_subnormal()) {
+        panic!("{what}: gradient value {j} is subnormal ({x:e})");
+    }
+}
+
 fn run_case(c: &Case) {
     let r = c.reference();
     let f = fused(c, false, |_| {});
     check(c, &r, &f, "fused");
+    no_subnormals(&f.grad, "fused");
     check_padding(c, &f.grad, &c.grad_buffer());
     let inplace = fused(c, true, |_| {});
     assert_eq!(bits(&f.grad_dense(c)), bits(&inplace.grad_dense(c)), "in place differs");
@@ -171,6 +180,7 @@ fn run_case(c: &Case) {
     let g_in_place = backward_only(c, None, true);
     let bw = Fused { grad: g, ..f.clone() };
     check(c, &r, &bw, "backward");
+    no_subnormals(&bw.grad, "backward");
     assert_eq!(bits(&bw.grad_dense(c)), bits(&Fused { grad: g_in_place, ..f.clone() }.grad_dense(c)));
     // With the forward's f32 lse, p = exp(z - lse) is as precise as that lse:
     // relative error up to |lse|·2^-24 on top of the usual bound.

@@ -381,16 +381,22 @@ pub(crate) fn coef_dot<S: Simd>(s: S, row: &[f32], how: Logit, shift: f32, coef:
 pub(crate) fn grad<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>) {
     let a = s.splat(g.a);
     let zero = s.splat(0.0);
+    let tiny = tiny_below(s, g.a);
     match (g.logit, g.stored_exp, g.coef.y) {
         // Fused call, class-index targets: a·e − w·k0 over the stored exps.
         (Logit::Raw, true, None) => match g.coef.w {
             None => {
                 let c = s.sub(zero, s.splat(g.coef.k0));
-                for_chunks!(s, io, 0.0, |x, _, _| s.fma(a, x, c));
+                for_chunks!(s, io, 0.0, |x, _, _| s.fma_unless_tiny(a, x, c, tiny));
             }
             Some(w) => {
                 let k0 = s.splat(g.coef.k0);
-                for_chunks!(s, io, 0.0, |x, off, n| s.fma(a, x, s.sub(zero, s.mul(load_at(s, w, off, n), k0))));
+                for_chunks!(s, io, 0.0, |x, off, n| s.fma_unless_tiny(
+                    a,
+                    x,
+                    s.sub(zero, s.mul(load_at(s, w, off, n), k0)),
+                    tiny
+                ));
             }
         },
         // Backward on raw logits with class-index targets.
@@ -398,17 +404,34 @@ pub(crate) fn grad<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>) {
             let sh = s.splat(g.shift);
             let c = s.sub(zero, s.splat(g.coef.k0));
             if g.bounded {
-                for_chunks!(s, io, 0.0, |x, _, _| s.fma(a, exp_nonpositive(s, s.sub(x, sh)), c));
+                for_chunks!(s, io, 0.0, |x, _, _| s.fma_unless_tiny(a, exp_nonpositive(s, s.sub(x, sh)), c, tiny));
             } else {
-                for_chunks!(s, io, 0.0, |x, _, _| s.fma(a, exp(s, s.sub(x, sh)), c));
+                for_chunks!(s, io, 0.0, |x, _, _| s.fma_unless_tiny(a, exp(s, s.sub(x, sh)), c, tiny));
             }
         }
-        _ => grad_general(s, io, g),
+        _ => grad_general(s, io, g, tiny),
     }
 }
 
+/// The `p` below which `|a|·p` would be subnormal (+inf when every product
+/// would be, as for `a = 0`, where flushing changes nothing): see [`flush`].
 #[inline(always)]
-fn grad_general<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>) {
+fn tiny_below<S: Simd>(s: S, a: f32) -> S::V {
+    s.splat(f32::MIN_POSITIVE / a.abs())
+}
+
+/// `p`, or 0 where `p < tiny`: a gradient term `a·p` smaller than
+/// `f32::MIN_POSITIVE` becomes 0 rather than a subnormal, which x86 makes
+/// through microcode assists costing hundreds of cycles (a row whose logits
+/// span about 90 would otherwise run several times slower). NaN and inf
+/// are kept.
+#[inline(always)]
+pub(super) fn flush<S: Simd>(s: S, p: S::V, tiny: S::V) -> S::V {
+    s.select(s.lt(p, tiny), s.splat(0.0), p)
+}
+
+#[inline(always)]
+fn grad_general<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>, tiny: S::V) {
     let a = s.splat(g.a);
     let sh = s.splat(g.shift);
     let one = s.splat(1.0);
@@ -421,7 +444,7 @@ fn grad_general<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>) {
             if g.bounded { exp_nonpositive(s, x) } else { exp(s, x) }
         };
         let c = coef_at(s, &g.coef, off, n);
-        let v = s.fma(a, p, s.sub(s.splat(0.0), c));
+        let v = s.fma_unless_tiny(a, p, s.sub(s.splat(0.0), c), tiny);
         match g.logit {
             Logit::Raw => v,
             Logit::Softcap(_) | Logit::Tanh(_) => s.mul(v, s.fma(s.sub(s.splat(0.0), t), t, one)),

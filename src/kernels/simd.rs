@@ -74,6 +74,30 @@ pub(crate) trait Simd: Copy {
     /// Reinterprets the lanes as `u32`, shifts each left by 23 bits and
     /// reinterprets back (builds `2^n` from a biased exponent).
     fn shl23(self, a: Self::V) -> Self::V;
+    /// `a·p + c` with one rounding where `p ≥ tiny` (or NaN), and `c` where
+    /// `p < tiny` (as `a·0 + c`, with `c` never −0 there): the gradient's
+    /// `a·p − c_j` without subnormal products (see `rows::flush`).
+    #[inline(always)]
+    fn fma_unless_tiny(self, a: Self::V, p: Self::V, c: Self::V, tiny: Self::V) -> Self::V {
+        self.fma(a, self.select(self.lt(p, tiny), self.splat(0.0), p), c)
+    }
+    /// exp's argument as its reduction sees it: `x` itself, or, on a path
+    /// where lanes below `EXP_MIN_X` would make subnormal intermediates
+    /// (microcode assists costing hundreds of cycles on x86), `x` raised to
+    /// `EXP_MIN_X` (NaN kept); [`Simd::exp_scale`] zeroes those lanes.
+    #[inline(always)]
+    fn exp_clamp(self, x: Self::V) -> Self::V {
+        x
+    }
+    /// exp's last step: `t·2^n` (one rounding) where `x ≥ EXP_MIN_X` or `x`
+    /// is NaN, and 0 where `x < EXP_MIN_X`. `n` is integral and `biased`
+    /// holds `n + 127` in its low mantissa bits (see [`Simd::shl23`]).
+    #[inline(always)]
+    fn exp_scale(self, t: Self::V, (biased, n): (Self::V, Self::V), x: Self::V) -> Self::V {
+        let _ = n;
+        let y = self.mul(t, self.shl23(biased));
+        self.select(self.lt(x, self.splat(super::math::EXP_MIN_X)), self.splat(0.0), y)
+    }
     /// For positive normal lanes `x = m·2^e` with `m` in [1, 2): returns
     /// `(e, m)`, `e` as a float (exact bit manipulation).
     fn split_exponent(self, x: Self::V) -> (Self::V, Self::V);

@@ -140,6 +140,11 @@ impl Simd for Avx2 {
         both!(_mm256_and_ps, a, m)
     }
     #[inline(always)]
+    fn exp_clamp(self, x: V2) -> V2 {
+        // Lanes below EXP_MIN_X would scale by 2^-126 into subnormals.
+        self.max(self.splat(crate::kernels::math::EXP_MIN_X), x)
+    }
+    #[inline(always)]
     fn shl23(self, a: V2) -> V2 {
         // SAFETY: the token proves AVX2 is available.
         unsafe {

@@ -126,6 +126,21 @@ impl Simd for Avx512 {
         op!(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_castps_si512(a))))
     }
     #[inline(always)]
+    fn fma_unless_tiny(self, a: __m512, p: __m512, c: __m512, tiny: __m512) -> __m512 {
+        // SAFETY: the token proves AVX-512F is available.
+        unsafe { _mm512_mask3_fmadd_ps(a, p, c, _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(p, tiny)) }
+    }
+    #[inline(always)]
+    fn exp_scale(self, t: __m512, (_, n): (__m512, __m512), x: __m512) -> __m512 {
+        // SAFETY: the token proves AVX-512F is available.
+        unsafe {
+            // Lanes below EXP_MIN_X are zeroed, not computed (so they make no
+            // subnormals); NaN compares "not less", so it is kept.
+            let keep = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x, _mm512_set1_ps(crate::kernels::math::EXP_MIN_X));
+            _mm512_maskz_scalef_ps(keep, t, n)
+        }
+    }
+    #[inline(always)]
     fn split_exponent(self, x: __m512) -> (__m512, __m512) {
         // SAFETY: the token proves AVX-512F is available.
         unsafe {
