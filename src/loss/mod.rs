@@ -315,7 +315,11 @@ pub fn backward<T: Element>(
     upstream: Upstream<'_>,
 ) -> Result<()> {
     let (rows, cols, layout, src, dst) = split(io)?;
-    let plan = Plan::new(Mode::Backward, rows, cols, targets, options, Some(upstream))?;
+    let mut plan = Plan::new(Mode::Backward, rows, cols, targets, options, Some(upstream))?;
+    // A separate float32 gradient larger than the caches is written around them.
+    plan.stream = src.is_some()
+        && core::mem::size_of::<T>() == 4
+        && rows.saturating_mul(layout.dst_stride).saturating_mul(4) >= STREAM_MIN_BYTES;
     run(&plan, options, layout, src.map(T::view), Some(T::view_mut(dst)), RowOuts::default()).map(|_| ())
 }
 

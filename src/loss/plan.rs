@@ -38,6 +38,9 @@ pub(crate) struct Plan<'a> {
     pub mean_scales: (f64, f64),
     pub upstream: Option<Upstream<'a>>,
     pub isa: Isa,
+    /// Write a separate float32 gradient with streaming stores (it is much
+    /// larger than the caches and nothing reads it back).
+    pub stream: bool,
 }
 
 fn err<T>(kind: ErrorKind, msg: impl core::fmt::Display) -> Result<T> {
@@ -184,6 +187,7 @@ impl<'a> Plan<'a> {
             },
             upstream,
             isa: Isa::active(),
+            stream: false,
         })
     }
 

@@ -305,10 +305,12 @@ impl Plan<'_> {
         }
         let (a, coef, label_k) = self.grad_terms(i, t, total, lse);
         let g = Grad { logit: how, stored_exp: false, shift, bounded: given.is_none(), a: (a * inv_sum) as f32, coef };
-        match src {
-            Some(s) => kernels::grad(self.isa, Io::Map(s, dst), g),
-            None => kernels::grad(self.isa, Io::InPlace(dst), g),
-        }
+        let io = match src {
+            Some(s) if self.stream => Io::Stream(s, dst),
+            Some(s) => Io::Map(s, dst),
+            None => Io::InPlace(dst),
+        };
+        kernels::grad(self.isa, io, g);
         self.fix_label(t, dst, label_k, ty);
     }
 }
