@@ -414,20 +414,14 @@ pub(crate) fn grad<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>) {
 }
 
 /// The `p` below which `|a|·p` would be subnormal (+inf when every product
-/// would be, as for `a = 0`, where flushing changes nothing): see [`flush`].
+/// would be, as for `a = 0`, where flushing changes nothing). Such terms are
+/// 0 rather than subnormal ([`Simd::fma_unless_tiny`]): x86 makes
+/// subnormal results through microcode assists costing hundreds of cycles,
+/// so a row whose logits span about 90 would otherwise run several times
+/// slower.
 #[inline(always)]
 fn tiny_below<S: Simd>(s: S, a: f32) -> S::V {
     s.splat(f32::MIN_POSITIVE / a.abs())
-}
-
-/// `p`, or 0 where `p < tiny`: a gradient term `a·p` smaller than
-/// `f32::MIN_POSITIVE` becomes 0 rather than a subnormal, which x86 makes
-/// through microcode assists costing hundreds of cycles (a row whose logits
-/// span about 90 would otherwise run several times slower). NaN and inf
-/// are kept.
-#[inline(always)]
-pub(super) fn flush<S: Simd>(s: S, p: S::V, tiny: S::V) -> S::V {
-    s.select(s.lt(p, tiny), s.splat(0.0), p)
 }
 
 #[inline(always)]

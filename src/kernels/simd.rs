@@ -76,7 +76,7 @@ pub(crate) trait Simd: Copy {
     fn shl23(self, a: Self::V) -> Self::V;
     /// `a·p + c` with one rounding where `p ≥ tiny` (or NaN), and `c` where
     /// `p < tiny` (as `a·0 + c`, with `c` never −0 there): the gradient's
-    /// `a·p − c_j` without subnormal products (see `rows::flush`).
+    /// `a·p − c_j` without subnormal products (see `rows::tiny_below`).
     #[inline(always)]
     fn fma_unless_tiny(self, a: Self::V, p: Self::V, c: Self::V, tiny: Self::V) -> Self::V {
         self.fma(a, self.select(self.lt(p, tiny), self.splat(0.0), p), c)

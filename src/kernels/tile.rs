@@ -4,7 +4,6 @@
 //! no per-row reductions and no per-row scalar work.
 
 use super::math::{exp, exp_nonpositive, log};
-use super::rows::flush;
 use super::short::Rows;
 use super::simd::{LANES, Simd};
 
@@ -97,7 +96,7 @@ pub(crate) fn tile<S: Simd>(s: S, t: Tile<'_>, out: &mut TileOut) {
     // Terms a·e below f32::MIN_POSITIVE are 0, as in the row kernels.
     let tiny = s.div(s.splat(f32::MIN_POSITIVE), s.abs(a));
     for (j, &e) in col.iter().enumerate().take(cols) {
-        let g = s.mul(a, flush(s, e, tiny));
+        let g = s.fma_unless_tiny(a, e, zero, tiny);
         let g = s.select(s.eq(label, s.splat(j as f32)), s.sub(g, d), g);
         s.scatter_strided(dst, j, dst_stride, n, keep(g));
     }
