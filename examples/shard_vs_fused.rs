@@ -1,8 +1,9 @@
 //! One rank's sharded step against the unsharded fused call on the same
 //! logits, alternating so that a noisy machine slows all alike; prints the
-//! median of each part and the ratios.
+//! median of 15 timings of each part and the ratios. The gradient buffer
+//! starts `skew` floats past a 64-byte boundary (default 0).
 //!
-//!     cargo run --release --example shard_vs_fused -- 2048 8000
+//!     cargo run --release --example shard_vs_fused -- 2048 8000 [skew]
 
 use std::time::Instant;
 
@@ -20,6 +21,7 @@ fn main() {
         [r, c, ..] => (r, c),
         _ => (2048, 8000),
     };
+    let skew = a.get(2).copied().unwrap_or(0);
     let mut x = 1u32;
     let f: Vec<f32> = (0..rows * cols)
         .map(|_| {
@@ -30,10 +32,8 @@ fn main() {
         })
         .collect();
     let labels: Vec<i32> = (0..rows).map(|i| ((i * 7919) % cols) as i32).collect();
-    // A 64-byte aligned gradient buffer (as from aligned_alloc), so that
-    // streaming stores apply.
-    let mut gbuf = vec![0.0f32; rows * cols + 16];
-    let skip = gbuf.as_ptr().align_offset(64) + std::env::var("SKEW").map_or(0, |v| v.parse().unwrap());
+    let mut gbuf = vec![0.0f32; rows * cols + 32];
+    let skip = gbuf.as_ptr().align_offset(64) + skew % 16;
     let g = &mut gbuf[skip..skip + rows * cols];
     let mut loss = [0.0f32];
     let opts = Options { num_threads: 1, ..Options::default() };
