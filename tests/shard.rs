@@ -230,6 +230,58 @@ fn kept_long_shards_and_streamed_outputs() {
     }
 }
 
+/// Runs the tasks in reverse order on the calling thread.
+struct Reverse;
+impl ParallelFor for Reverse {
+    fn run(&self, n_tasks: usize, task: &(dyn Fn(usize) + Sync)) {
+        for i in (0..n_tasks).rev() {
+            task(i);
+        }
+    }
+}
+
+/// Every sharded call gives the same bits on one thread, two threads and
+/// a caller's pool (rows are split into blocks; each row is computed alone).
+#[test]
+fn sharded_calls_are_identical_for_any_threads_or_pool() {
+    let mut rng = Rng(610);
+    for (rows, cols) in [(300, 3000), (2100, 1000), (40_000, 30)] {
+        let mut c = make(&mut rng, rows, cols);
+        c.reduction = Reduction::Sum;
+        let (off, n) = (cols / 3, cols - cols / 3);
+        let layout = ShardLayout { class_offset: off, total_classes: cols };
+        let m = Matrix { data: &c.logits[off..], rows, cols: n, stride: c.stride };
+        let mut results: Vec<Vec<u32>> = Vec::new();
+        for how in 0..3 {
+            let mut o = c.options();
+            match how {
+                0 => o.num_threads = 1,
+                1 => o.num_threads = 2,
+                _ => o.parallel_for = Some(&Reverse),
+            }
+            let mut bits = Vec::new();
+            let mut st = vec![ShardStats::default(); rows];
+            shard_stats(m, layout, &c.labels, &o, &mut st).expect("valid");
+            let mut local = vec![ShardStats::default(); rows];
+            let mut kept = vec![0f32; rows * n];
+            let io = LogitsGrad::Separate { logits: m, grad: MatrixMut { data: &mut kept, rows, cols: n, stride: n } };
+            shard_stats_keep(io, layout, &c.labels, &o, &mut local).expect("valid");
+            let mut g = vec![0f32; rows * n];
+            let io = LogitsGrad::Separate { logits: m, grad: MatrixMut { data: &mut g, rows, cols: n, stride: n } };
+            shard_backward(io, layout, &c.labels, &o, &st, &[1.0]).expect("valid");
+            let io = LogitsGrad::InPlace(MatrixMut { data: &mut kept, rows, cols: n, stride: n });
+            shard_backward_kept(io, layout, &c.labels, &o, (&local, &st), &[1.0]).expect("valid");
+            for s in st.iter().chain(&local) {
+                bits.extend([s.max, s.sum_exp, s.target_logit, s.weighted_logit_sum, s.weight_sum].map(f32::to_bits));
+            }
+            bits.extend(g.iter().chain(&kept).map(|x| x.to_bits()));
+            results.push(bits);
+        }
+        assert!(results[1] == results[0], "{rows}x{cols}: two threads differ from one");
+        assert!(results[2] == results[0], "{rows}x{cols}: a pool differs from one thread");
+    }
+}
+
 #[test]
 fn bad_shards_are_rejected() {
     let mut rng = Rng(607);

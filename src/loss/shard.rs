@@ -90,13 +90,16 @@ pub fn shard_stats(
     Plan::check_logits("logits", logits.data.len(), logits.rows, logits.cols, logits.stride)?;
     let p = plan(Mode::Forward, logits.rows, logits.cols, layout, labels, options, None)?;
     super::plan::check_len("stats", stats.len(), logits.rows)?;
-    let n = logits.cols;
-    for (i, st) in stats[..logits.rows].iter_mut().enumerate() {
-        let row = &logits.data[i * logits.stride..][..n];
-        let next = logits.data.get((i + 1) * logits.stride..).map_or(&[][..], |r| &r[..n.min(r.len())]);
-        *st = row_stats(&p, layout, labels[i], (Some(row), None), next).0;
-    }
-    Ok(())
+    let (n, ls) = (logits.cols, logits.stride);
+    let shape = (logits.rows, n);
+    for_blocks(options, shape, (Some((logits.data, ls)), None), &mut stats[..logits.rows], |b| {
+        let src = b.src.unwrap_or(&[]);
+        for (k, st) in b.stats.iter_mut().enumerate() {
+            let row = &src[k * ls..][..n];
+            let next = if k + 1 < b.rows { &src[(k + 1) * ls..][..n] } else { &[][..] };
+            *st = row_stats(&p, layout, labels[b.first + k], (Some(row), None), next).0;
+        }
+    })
 }
 
 /// [`shard_stats`], keeping in `io`'s destination (`grad`, or the logits
@@ -114,26 +117,70 @@ pub fn shard_stats_keep(
     let Pair { src, dst: kept, rows, cols: n, src_stride: ss } = split(io, ("logits", "kept"))?;
     let p = plan(Mode::Forward, rows, n, layout, labels, options, None)?;
     super::plan::check_len("stats", stats.len(), rows)?;
-    let stream = src.is_some() && large(rows, kept.stride);
-    for (i, st) in stats[..rows].iter_mut().enumerate() {
-        let (row, dst, next) = row_pair(src, ss, kept.data, kept.stride, n, i, rows);
-        let dst = &mut dst[..n];
-        if p.logit == Logit::Raw && n <= TWO_PASS_MAX {
-            *st = keep_raw_row(&p, layout, labels[i], (row, dst), next, stream);
-            continue;
-        }
-        let (s, sc) = row_stats(&p, layout, labels[i], (row, Some(&mut *dst)), next);
-        *st = s;
-        if sc.stored == Logit::Raw && sc.max != f32::NEG_INFINITY {
-            // Chunk c holds exp(z − base_c): rebase every chunk to the max.
-            for (c, start) in (0..n).step_by(sc.chunk).enumerate().filter(|&(c, _)| sc.chunk_base[c] != sc.max) {
-                let r = start..(start + sc.chunk).min(n);
-                let f = crate::fmath::exp(f64::from(sc.chunk_base[c]) - f64::from(sc.max)) as f32;
-                kernels::grad(p.isa, Io::InPlace(&mut dst[r]), scale_by(f));
+    let ks = kept.stride;
+    let stream = src.is_some() && large(rows, ks);
+    for_blocks(options, (rows, n), (src.map(|s| (s, ss)), Some((kept.data, ks))), &mut stats[..rows], |b| {
+        let dst_all = b.dst.expect("a kept block");
+        for (k, st) in b.stats.iter_mut().enumerate() {
+            let (row, dst, next) = row_pair(b.src, ss, &mut *dst_all, ks, n, k, b.rows);
+            let dst = &mut dst[..n];
+            let label = labels[b.first + k];
+            if p.logit == Logit::Raw && n <= TWO_PASS_MAX {
+                *st = keep_raw_row(&p, layout, label, (row, dst), next, stream);
+                continue;
+            }
+            let (s, sc) = row_stats(&p, layout, label, (row, Some(&mut *dst)), next);
+            *st = s;
+            if sc.stored == Logit::Raw && sc.max != f32::NEG_INFINITY {
+                // Chunk c holds exp(z − base_c): rebase every chunk to the max.
+                for (c, start) in (0..n).step_by(sc.chunk).enumerate().filter(|&(c, _)| sc.chunk_base[c] != sc.max) {
+                    let r = start..(start + sc.chunk).min(n);
+                    let f = crate::fmath::exp(f64::from(sc.chunk_base[c]) - f64::from(sc.max)) as f32;
+                    kernels::grad(p.isa, Io::InPlace(&mut dst[r]), scale_by(f));
+                }
             }
         }
-    }
-    Ok(())
+    })
+}
+
+/// Rows `first..first + rows` of a sharded call: their source (`None` in
+/// place), destination and statistics.
+struct RowBlock<'a, S> {
+    first: usize,
+    rows: usize,
+    src: Option<&'a [f32]>,
+    dst: Option<&'a mut [f32]>,
+    stats: &'a mut [S],
+}
+
+/// Runs `work` on the blocks of `rows` rows (the unsharded calls' blocks)
+/// on the call's threads or `parallel_for`. Rows are independent, so the
+/// results do not depend on how the blocks run. `src` and `dst` are a
+/// matrix and its row stride; `stats` holds one entry per row (or none).
+fn for_blocks<'a, S: Send>(
+    options: &Options<'_>,
+    (rows, cols): (usize, usize),
+    (src, dst): (Option<(&'a [f32], usize)>, Option<(&'a mut [f32], usize)>),
+    stats: &'a mut [S],
+    work: impl Fn(RowBlock<'a, S>) + Sync,
+) -> Result<()> {
+    let br = crate::parallel::block_rows(cols);
+    let mut srcs = src.map(|(s, ss)| s.chunks(br.saturating_mul(ss)));
+    let mut dsts = dst.map(|(d, ds)| d.chunks_mut(br.saturating_mul(ds)));
+    let mut sts = stats.chunks_mut(br);
+    let blocks = (0..rows.div_ceil(br)).map(move |k| RowBlock {
+        first: k * br,
+        rows: br.min(rows - k * br),
+        src: srcs.as_mut().and_then(Iterator::next),
+        dst: dsts.as_mut().and_then(Iterator::next),
+        stats: sts.next().unwrap_or_default(),
+    });
+    let exec = crate::parallel::Exec::choose(options, rows, cols);
+    crate::parallel::run(exec, blocks, |b| {
+        work(b);
+        (0.0, 0.0)
+    })
+    .map(|_| ())
 }
 
 /// Raw rows of at most this many classes (256 KiB, well inside L2) are kept
@@ -441,51 +488,57 @@ fn backward(
     let ds = grad.stride;
     // A separate gradient larger than the caches is written around them.
     let stream = src.is_some() && large(rows, ds);
-    for (i, s) in merged[..rows].iter().enumerate() {
-        let (row, dst, _) = row_pair(src, ss, grad.data, ds, n, i, rows);
-        let dst = &mut dst[..n];
-        let t = super::row::target(&p, i);
-        let l = lse_of(s);
-        if matches!(t, Target::Ignored) {
-            dst.fill(0.0);
-            continue;
-        }
-        if l.is_nan() {
-            dst.fill(f32::NAN);
-            continue;
-        }
-        // p_j = exp(z'_j − max) / Σexp, with the merged (exact) max; kept
-        // exps are relative to the shard's max: p_j = e_j·exp(local − max) / Σexp.
-        let (a, coef, label_k) = p.grad_terms(i, t, p.weight_total, l);
-        let coef = coef.slice(off..off + n);
-        let g = match (local, how) {
-            (Some(local), Logit::Raw) => {
-                let m = local[i].max;
-                let f = if m == f32::NEG_INFINITY { 0.0 } else { crate::fmath::exp(f64::from(m) - f64::from(s.max)) };
-                let a = (a * f / f64::from(s.sum_exp)) as f32;
-                Grad { logit: how, stored_exp: true, shift: 0.0, bounded: true, a, coef }
+    let mut none: [ShardStats; 0] = [];
+    for_blocks(options, (rows, n), (src.map(|s| (s, ss)), Some((grad.data, ds))), &mut none[..], |b| {
+        let dst_all = b.dst.expect("a gradient block");
+        for k in 0..b.rows {
+            let i = b.first + k;
+            let s = &merged[i];
+            let (row, dst, _) = row_pair(b.src, ss, &mut *dst_all, ds, n, k, b.rows);
+            let dst = &mut dst[..n];
+            let t = super::row::target(&p, i);
+            let l = lse_of(s);
+            if matches!(t, Target::Ignored) {
+                dst.fill(0.0);
+                continue;
             }
-            _ => {
-                let a = (a / f64::from(s.sum_exp)) as f32;
-                Grad { logit: how, stored_exp: false, shift: s.max, bounded: true, a, coef }
+            if l.is_nan() {
+                dst.fill(f32::NAN);
+                continue;
             }
-        };
-        let ty = match t {
-            Target::Label(y) if (off..off + n).contains(&y) => {
-                let x = row.map_or(dst[y - off], |r| r[y - off]);
-                Some((y - off, kernels::logit_one(x, how).1))
+            // p_j = exp(z'_j − max) / Σexp, with the merged (exact) max; kept
+            // exps are relative to the shard's max: p_j = e_j·exp(local − max) / Σexp.
+            let (a, coef, label_k) = p.grad_terms(i, t, p.weight_total, l);
+            let coef = coef.slice(off..off + n);
+            let g = match (local, how) {
+                (Some(local), Logit::Raw) => {
+                    let m = local[i].max;
+                    let f =
+                        if m == f32::NEG_INFINITY { 0.0 } else { crate::fmath::exp(f64::from(m) - f64::from(s.max)) };
+                    let a = (a * f / f64::from(s.sum_exp)) as f32;
+                    Grad { logit: how, stored_exp: true, shift: 0.0, bounded: true, a, coef }
+                }
+                _ => {
+                    let a = (a / f64::from(s.sum_exp)) as f32;
+                    Grad { logit: how, stored_exp: false, shift: s.max, bounded: true, a, coef }
+                }
+            };
+            let ty = match t {
+                Target::Label(y) if (off..off + n).contains(&y) => {
+                    let x = row.map_or(dst[y - off], |r| r[y - off]);
+                    Some((y - off, kernels::logit_one(x, how).1))
+                }
+                _ => None,
+            };
+            let io = match row {
+                Some(r) if stream => Io::Stream(r, dst),
+                Some(r) => Io::Map(r, dst),
+                None => Io::InPlace(dst),
+            };
+            kernels::grad(p.isa, io, g);
+            if let Some((local, ty)) = ty {
+                p.fix_label(Target::Label(local), dst, label_k, ty);
             }
-            _ => None,
-        };
-        let io = match row {
-            Some(r) if stream => Io::Stream(r, dst),
-            Some(r) => Io::Map(r, dst),
-            None => Io::InPlace(dst),
-        };
-        kernels::grad(p.isa, io, g);
-        if let Some((local, ty)) = ty {
-            p.fix_label(Target::Label(local), dst, label_k, ty);
         }
-    }
-    Ok(())
+    })
 }
