@@ -92,7 +92,7 @@ pub fn shard_stats(
     super::plan::check_len("stats", stats.len(), logits.rows)?;
     let (n, ls) = (logits.cols, logits.stride);
     let shape = (logits.rows, n);
-    for_blocks(options, shape, (Some((logits.data, ls)), None), &mut stats[..logits.rows], |b| {
+    for_blocks(options, shape, Some((logits.data, ls)), None, &mut stats[..logits.rows], |b| {
         let src = b.src.unwrap_or(&[]);
         for (k, st) in b.stats.iter_mut().enumerate() {
             let row = &src[k * ls..][..n];
@@ -119,7 +119,7 @@ pub fn shard_stats_keep(
     super::plan::check_len("stats", stats.len(), rows)?;
     let ks = kept.stride;
     let stream = src.is_some() && large(rows, ks);
-    for_blocks(options, (rows, n), (src.map(|s| (s, ss)), Some((kept.data, ks))), &mut stats[..rows], |b| {
+    for_blocks(options, (rows, n), src.map(|s| (s, ss)), Some((kept.data, ks)), &mut stats[..rows], |b| {
         let dst_all = b.dst.expect("a kept block");
         for (k, st) in b.stats.iter_mut().enumerate() {
             let (row, dst, next) = row_pair(b.src, ss, &mut *dst_all, ks, n, k, b.rows);
@@ -160,7 +160,8 @@ struct RowBlock<'a, S> {
 fn for_blocks<'a, S: Send>(
     options: &Options<'_>,
     (rows, cols): (usize, usize),
-    (src, dst): (Option<(&'a [f32], usize)>, Option<(&'a mut [f32], usize)>),
+    src: Option<(&'a [f32], usize)>,
+    dst: Option<(&'a mut [f32], usize)>,
     stats: &'a mut [S],
     work: impl Fn(RowBlock<'a, S>) + Sync,
 ) -> Result<()> {
@@ -489,7 +490,7 @@ fn backward(
     // A separate gradient larger than the caches is written around them.
     let stream = src.is_some() && large(rows, ds);
     let mut none: [ShardStats; 0] = [];
-    for_blocks(options, (rows, n), (src.map(|s| (s, ss)), Some((grad.data, ds))), &mut none[..], |b| {
+    for_blocks(options, (rows, n), src.map(|s| (s, ss)), Some((grad.data, ds)), &mut none[..], |b| {
         let dst_all = b.dst.expect("a gradient block");
         for k in 0..b.rows {
             let i = b.first + k;
