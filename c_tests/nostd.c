@@ -17,7 +17,7 @@ enum { ROWS = 1100, CLASSES = 1000, STRIDE = 1003, SPLIT = 377 };
 static float logits[ROWS * STRIDE], grad[ROWS * STRIDE], probs[ROWS * CLASSES];
 static float row_loss[ROWS], lse[ROWS], grad_rows[ROWS];
 static int32_t labels[ROWS], argmax[ROWS];
-static XentShardStats stats[ROWS], part[ROWS];
+static XentShardStats stats[ROWS], part[ROWS], kept[ROWS];
 static float weights[CLASSES];
 static int failures = 0;
 
@@ -109,6 +109,15 @@ static void run(const char *name, XentOptions o) {
            "shard backward 1");
     printf("%s shard loss %016llx lse %016llx grad %016llx\n", name, (unsigned long long)hash(row_loss, 1, n, n),
            (unsigned long long)hash(lse, 1, ROWS, ROWS), (unsigned long long)hash(grad, ROWS, CLASSES, STRIDE));
+    /* The kept pair on shard 1: its exps kept in the gradient buffer, then
+       its gradient in place there from its own and the merged statistics. */
+    expect(xent_shard_stats_keep(logits + SPLIT, ROWS, CLASSES - SPLIT, STRIDE, SPLIT, CLASSES, labels, &o, kept,
+                                 grad + SPLIT, STRIDE) == 0,
+           "shard stats keep");
+    expect(xent_shard_backward_kept(grad + SPLIT, ROWS, CLASSES - SPLIT, STRIDE, SPLIT, CLASSES, labels, &o, kept, stats,
+                                    grad_rows, grad + SPLIT, STRIDE) == 0,
+           "shard backward kept");
+    printf("%s kept grad %016llx\n", name, (unsigned long long)hash(grad, ROWS, CLASSES, STRIDE));
 }
 
 int main(int argc, char **argv) {

@@ -171,6 +171,14 @@ fn calls(b: &mut Buffers, name: &str, o: &XentOptions, emit: &mut dyn FnMut(&str
     }
     emit(name, hash(&b.loss, 1, n, n) ^ hash(&b.lse, 1, ROWS, ROWS).rotate_left(1));
     emit(name, hash(&b.grad, ROWS, CLASSES, STRIDE));
+    // The kept pair on the second shard: its exps kept in the gradient
+    // buffer, then its gradient in place there (its own stats in `part`).
+    unsafe {
+        let g = gr.add(SPLIT);
+        ok(xent_shard_stats_keep(lg.add(SPLIT), ROWS, rest, STRIDE, SPLIT, CLASSES, lab, o, pt, g, STRIDE));
+        ok(xent_shard_backward_kept(g, ROWS, rest, STRIDE, SPLIT, CLASSES, lab, o, pt, st, up, g, STRIDE));
+    }
+    emit(name, hash(&b.grad, ROWS, CLASSES, STRIDE));
     failed
 }
 
