@@ -221,8 +221,11 @@ fn random_cases_match_the_reference_on_every_path() {
 #[test]
 fn large_shapes_match_the_reference() {
     let mut rng = Rng(42);
-    // 2200 × 1000 is over 8 MiB: its separate backward gradient is streamed.
-    for (rows, cols) in [(3, 100_003), (10_000, 10), (64, 4097), (300, 1000), (2200, 1000)] {
+    // 2200 × 1000 is over 8 MiB: its separate backward gradient is streamed
+    // (on x86-64; elsewhere it is the same path as the others, and its size
+    // makes Node.js crash more often when it tears down a wasm32 run).
+    let streamed: &[(usize, usize)] = if cfg!(target_arch = "x86_64") { &[(2200, 1000)] } else { &[] };
+    for &(rows, cols) in [(3, 100_003), (10_000, 10), (64, 4097), (300, 1000)].iter().chain(streamed) {
         for soft in [false, true] {
             let c = make_case(&mut rng, rows, cols, Values::Normal, soft);
             run_case(&c);
