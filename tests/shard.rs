@@ -230,16 +230,6 @@ fn kept_long_shards_and_streamed_outputs() {
     }
 }
 
-/// Runs the tasks in reverse order on the calling thread.
-struct Reverse;
-impl ParallelFor for Reverse {
-    fn run(&self, n_tasks: usize, task: &(dyn Fn(usize) + Sync)) {
-        for i in (0..n_tasks).rev() {
-            task(i);
-        }
-    }
-}
-
 /// Every sharded call gives the same bits on one thread, two threads and
 /// a caller's pool (rows are split into blocks; each row is computed alone).
 #[test]
@@ -257,7 +247,7 @@ fn sharded_calls_are_identical_for_any_threads_or_pool() {
             match how {
                 0 => o.num_threads = 1,
                 1 => o.num_threads = 2,
-                _ => o.parallel_for = Some(&Reverse),
+                _ => o.parallel_for = Some(&ReversePool),
             }
             let mut bits = Vec::new();
             let mut st = vec![ShardStats::default(); rows];

@@ -21,6 +21,18 @@ pub fn for_each_isa(f: impl Fn(Isa)) {
     Isa::override_for_this_thread(None);
 }
 
+/// A caller's pool that runs the tasks backwards on the calling thread (to
+/// show that the order of blocks does not matter).
+pub struct ReversePool;
+
+impl ParallelFor for ReversePool {
+    fn run(&self, n_tasks: usize, task: &(dyn Fn(usize) + Sync)) {
+        for i in (0..n_tasks).rev() {
+            task(i);
+        }
+    }
+}
+
 /// splitmix64: deterministic, seedable, good enough for test data.
 pub struct Rng(pub u64);
 
