@@ -295,6 +295,8 @@ dispatch! {
     fn coef_dot(row: &[f32], how: Logit, shift: f32, coef: Coef<'_>) -> (f64, f64);
     /// Writes one gradient row.
     fn grad(io: Io<'_>, g: Grad<'_>) -> ();
+    /// [`grad`], prefetching the next row.
+    fn grad_ahead(io: Io<'_>, g: Grad<'_>, next: &[f32]) -> ();
     /// Element-wise `ln`.
     fn log_slice(io: Io<'_>) -> ();
     /// Max and Σexp of a batch of short rows.

@@ -379,24 +379,38 @@ pub(crate) fn coef_dot<S: Simd>(s: S, row: &[f32], how: Logit, shift: f32, coef:
 /// [`Grad`] get loops of their own (same operations, fewer branches).
 #[inline(always)]
 pub(crate) fn grad<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>) {
+    grad_ahead(s, io, g, &[]);
+}
+
+/// [`grad`], prefetching `next` (the next row, or empty) into L2 along the
+/// way, as [`sum_exp`] does: a pass that reads its row from memory then
+/// overlaps the next row's loads with this one's arithmetic.
+#[inline(always)]
+pub(crate) fn grad_ahead<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>, next: &[f32]) {
     let a = s.splat(g.a);
     let zero = s.splat(0.0);
     let tiny = tiny_below(s, g.a);
+    let ahead = |off: usize| {
+        if let Some(at) = next.get(off) {
+            s.prefetch(at);
+        }
+    };
     match (g.logit, g.stored_exp, g.coef.y) {
         // Fused call, class-index targets: a·e − w·k0 over the stored exps.
         (Logit::Raw, true, None) => match g.coef.w {
             None => {
                 let c = s.sub(zero, s.splat(g.coef.k0));
-                for_chunks!(s, io, 0.0, |x, _, _| s.fma_unless_tiny(a, x, c, tiny));
+                for_chunks!(s, io, 0.0, |x, off, _| {
+                    ahead(off);
+                    s.fma_unless_tiny(a, x, c, tiny)
+                });
             }
             Some(w) => {
                 let k0 = s.splat(g.coef.k0);
-                for_chunks!(s, io, 0.0, |x, off, n| s.fma_unless_tiny(
-                    a,
-                    x,
-                    s.sub(zero, s.mul(load_at(s, w, off, n), k0)),
-                    tiny
-                ));
+                for_chunks!(s, io, 0.0, |x, off, n| {
+                    ahead(off);
+                    s.fma_unless_tiny(a, x, s.sub(zero, s.mul(load_at(s, w, off, n), k0)), tiny)
+                });
             }
         },
         // Backward on raw logits with class-index targets.
@@ -404,12 +418,18 @@ pub(crate) fn grad<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>) {
             let sh = s.splat(g.shift);
             let c = s.sub(zero, s.splat(g.coef.k0));
             if g.bounded {
-                for_chunks!(s, io, 0.0, |x, _, _| s.fma_unless_tiny(a, exp_nonpositive(s, s.sub(x, sh)), c, tiny));
+                for_chunks!(s, io, 0.0, |x, off, _| {
+                    ahead(off);
+                    s.fma_unless_tiny(a, exp_nonpositive(s, s.sub(x, sh)), c, tiny)
+                });
             } else {
-                for_chunks!(s, io, 0.0, |x, _, _| s.fma_unless_tiny(a, exp(s, s.sub(x, sh)), c, tiny));
+                for_chunks!(s, io, 0.0, |x, off, _| {
+                    ahead(off);
+                    s.fma_unless_tiny(a, exp(s, s.sub(x, sh)), c, tiny)
+                });
             }
         }
-        _ => grad_general(s, io, g, tiny),
+        _ => grad_general(s, io, g, (tiny, next)),
     }
 }
 
@@ -425,11 +445,14 @@ fn tiny_below<S: Simd>(s: S, a: f32) -> S::V {
 }
 
 #[inline(always)]
-fn grad_general<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>, tiny: S::V) {
+fn grad_general<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>, (tiny, next): (S::V, &[f32])) {
     let a = s.splat(g.a);
     let sh = s.splat(g.shift);
     let one = s.splat(1.0);
     for_chunks!(s, io, 0.0, |x, off, n| {
+        if let Some(at) = next.get(off) {
+            s.prefetch(at);
+        }
         let (z, t) = logit(s, g.logit, x);
         let p = if g.stored_exp {
             x

@@ -310,7 +310,7 @@ impl Plan<'_> {
             Some(s) => Io::Map(s, dst),
             None => Io::InPlace(dst),
         };
-        kernels::grad(self.isa, io, g);
+        kernels::grad_ahead(self.isa, io, g, next);
         self.fix_label(t, dst, label_k, ty);
     }
 }

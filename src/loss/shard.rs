@@ -96,7 +96,7 @@ pub fn shard_stats(
         let src = b.src.unwrap_or(&[]);
         for (k, st) in b.stats.iter_mut().enumerate() {
             let row = &src[k * ls..][..n];
-            let next = if k + 1 < b.rows { &src[(k + 1) * ls..][..n] } else { &[][..] };
+            let next = if k + 1 < b.rows { &src[(k + 1) * ls..][..n] } else { b.next };
             *st = row_stats(&p, layout, labels[b.first + k], (Some(row), None), next).0;
         }
     })
@@ -123,6 +123,7 @@ pub fn shard_stats_keep(
         let dst_all = b.dst.expect("a kept block");
         for (k, st) in b.stats.iter_mut().enumerate() {
             let (row, dst, next) = row_pair(b.src, ss, &mut *dst_all, ks, n, k, b.rows);
+            let next = if next.is_empty() && k + 1 == b.rows { b.next } else { next };
             let dst = &mut dst[..n];
             let label = labels[b.first + k];
             if p.logit == Logit::Raw && n <= TWO_PASS_MAX {
@@ -149,6 +150,9 @@ struct RowBlock<'a, S> {
     first: usize,
     rows: usize,
     src: Option<&'a [f32]>,
+    /// The next block's first row of the source (empty in place or for the
+    /// last block), prefetched while this block's last row computes.
+    next: &'a [f32],
     dst: Option<&'a mut [f32]>,
     stats: &'a mut [S],
 }
@@ -167,12 +171,14 @@ fn for_blocks<'a, S: Send>(
 ) -> Result<()> {
     let br = crate::parallel::block_rows(cols);
     let mut srcs = src.map(|(s, ss)| s.chunks(br.saturating_mul(ss)));
+    let mut nexts = src.map(|(s, ss)| s.chunks(br.saturating_mul(ss)).skip(1).map(move |b| &b[..cols.min(b.len())]));
     let mut dsts = dst.map(|(d, ds)| d.chunks_mut(br.saturating_mul(ds)));
     let mut sts = stats.chunks_mut(br);
     let blocks = (0..rows.div_ceil(br)).map(move |k| RowBlock {
         first: k * br,
         rows: br.min(rows - k * br),
         src: srcs.as_mut().and_then(Iterator::next),
+        next: nexts.as_mut().and_then(Iterator::next).unwrap_or(&[]),
         dst: dsts.as_mut().and_then(Iterator::next),
         stats: sts.next().unwrap_or_default(),
     });
@@ -495,7 +501,8 @@ fn backward(
         for k in 0..b.rows {
             let i = b.first + k;
             let s = &merged[i];
-            let (row, dst, _) = row_pair(b.src, ss, &mut *dst_all, ds, n, k, b.rows);
+            let (row, dst, next) = row_pair(b.src, ss, &mut *dst_all, ds, n, k, b.rows);
+            let next = if next.is_empty() && k + 1 == b.rows { b.next } else { next };
             let dst = &mut dst[..n];
             let t = super::row::target(&p, i);
             let l = lse_of(s);
@@ -536,7 +543,7 @@ fn backward(
                 Some(r) => Io::Map(r, dst),
                 None => Io::InPlace(dst),
             };
-            kernels::grad(p.isa, io, g);
+            kernels::grad_ahead(p.isa, io, g, next);
             if let Some((local, ty)) = ty {
                 p.fix_label(Target::Label(local), dst, label_k, ty);
             }
