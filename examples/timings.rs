@@ -1,5 +1,6 @@
 //! Median times (ns per logit, one thread) of the fused call and of the
-//! backward call into a separate gradient, on logits spread uniformly over
+//! backward call into a separate gradient (computing each row's lse, and
+//! given the forward's), on logits spread uniformly over
 //! a given width below their max, for comparing two builds run alternately
 //! on a noisy machine (see BENCHMARKS.md §10).
 //!
@@ -33,7 +34,11 @@ fn main() {
             let labels: Vec<i32> = (0..rows).map(|i| (i * 31 % cols) as i32).collect();
             let mut g = vec![0f32; rows * cols];
             let mut loss = [0f32];
-            let (mut fused, mut back) = (vec![], vec![]);
+            let mut lse = vec![0f32; rows];
+            let logits = Matrix { data: &f, rows, cols, stride: cols };
+            let out = ForwardOut { loss: &mut loss, lse: Some(&mut lse), argmax: None };
+            forward(logits, Targets::Labels(&labels), &o, out).expect("valid");
+            let (mut fused, mut back, mut back_lse) = (vec![], vec![], vec![]);
             for _ in 0..9 {
                 let io = LogitsGrad::Separate {
                     logits: Matrix { data: &f, rows, cols, stride: cols },
@@ -50,12 +55,21 @@ fn main() {
                 let t = Instant::now();
                 backward(io, Targets::Labels(&labels), &o, Upstream { grad_loss: &[1.0], lse: None }).expect("valid");
                 back.push(t.elapsed().as_secs_f64());
+                let io = LogitsGrad::Separate {
+                    logits: Matrix { data: &f, rows, cols, stride: cols },
+                    grad: MatrixMut { data: &mut g, rows, cols, stride: cols },
+                };
+                let t = Instant::now();
+                backward(io, Targets::Labels(&labels), &o, Upstream { grad_loss: &[1.0], lse: Some(&lse) })
+                    .expect("valid");
+                back_lse.push(t.elapsed().as_secs_f64());
             }
             let per = 1e9 / (rows * cols) as f64;
             println!(
-                "{rows}x{cols} width {w}: fused {:.3} ns/logit, backward {:.3} ns/logit",
+                "{rows}x{cols} width {w}: fused {:.3} ns/logit, backward {:.3} ns/logit, backward given lse {:.3} ns/logit",
                 median(fused) * per,
-                median(back) * per
+                median(back) * per,
+                median(back_lse) * per
             );
         }
     }

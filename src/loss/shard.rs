@@ -122,8 +122,7 @@ pub fn shard_stats_keep(
     for_blocks(options, (rows, n), src.map(|s| (s, ss)), Some((kept.data, ks)), &mut stats[..rows], |b| {
         let dst_all = b.dst.expect("a kept block");
         for (k, st) in b.stats.iter_mut().enumerate() {
-            let (row, dst, next) = row_pair(b.src, ss, &mut *dst_all, ks, n, k, b.rows);
-            let next = if next.is_empty() && k + 1 == b.rows { b.next } else { next };
+            let (row, dst, next) = row_pair((b.src, b.next), ss, &mut *dst_all, ks, n, k, b.rows);
             let dst = &mut dst[..n];
             let label = labels[b.first + k];
             if p.logit == Logit::Raw && n <= TWO_PASS_MAX {
@@ -320,9 +319,10 @@ fn split<'a>(io: LogitsGrad<'a>, (src_name, dst_name): (&str, &str)) -> Result<P
 
 /// Row `i` of a checked pair: its source (`None` in place), its destination
 /// (from the row's start) and the next row to prefetch (of the source, or
-/// of the destination in place; empty after the last row).
+/// of the destination in place; after the block's last row, `after`: the
+/// next block's first row, or empty).
 fn row_pair<'s: 'd, 'd>(
-    src: Option<&'s [f32]>,
+    (src, after): (Option<&'s [f32]>, &'s [f32]),
     ss: usize,
     dst: &'d mut [f32],
     ds: usize,
@@ -336,7 +336,7 @@ fn row_pair<'s: 'd, 'd>(
     let next = match src {
         Some(s) if has_next => &s[(i + 1) * ss..][..n],
         None if has_next => &tail[ds - n..][..n],
-        _ => &[][..],
+        _ => after,
     };
     (row, &mut head[i * ds..], next)
 }
@@ -501,8 +501,7 @@ fn backward(
         for k in 0..b.rows {
             let i = b.first + k;
             let s = &merged[i];
-            let (row, dst, next) = row_pair(b.src, ss, &mut *dst_all, ds, n, k, b.rows);
-            let next = if next.is_empty() && k + 1 == b.rows { b.next } else { next };
+            let (row, dst, next) = row_pair((b.src, b.next), ss, &mut *dst_all, ds, n, k, b.rows);
             let dst = &mut dst[..n];
             let t = super::row::target(&p, i);
             let l = lse_of(s);
