@@ -10,7 +10,7 @@ import os
 import re
 
 ROOT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "target", "criterion")
-BENCHES = ["memcpy", "forward", "backward", "fused", "fused_in_place"]
+BENCHES = ["memcpy", "forward", "backward", "backward_lse", "fused", "fused_in_place"]
 
 
 def median_ns(path):

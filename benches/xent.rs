@@ -1,7 +1,8 @@
-//! Criterion benchmarks: forward, backward, fused and fused-in-place on the
-//! issue's shapes, each beside a memcpy of the same logits into the gradient
-//! buffer measured in the same run. `bench/report.py` turns the results into
-//! the G logits/s and ×memcpy table of BENCHMARKS.md.
+//! Criterion benchmarks: forward, backward (with and without the forward's
+//! lse), fused and fused-in-place on the shapes, each beside a memcpy
+//! of the same logits into the gradient buffer measured in the same run.
+//! `bench/criterion_table.py` turns the results into the G logits/s and
+//! ×memcpy table of BENCHMARKS.md.
 //!
 //! `XENT_BENCH_SHAPES=2048x32000,1x10` limits the shapes; `XENT_BENCH_THREADS`
 //! sets the thread count (default 1).
@@ -69,6 +70,14 @@ fn bench(c: &mut Criterion) {
                 let io =
                     LogitsGrad::Separate { logits: m, grad: MatrixMut { data: &mut grad, rows, cols, stride: cols } };
                 backward(io, Targets::Labels(&labels), &opts, Upstream { grad_loss: &[1.0], lse: None }).unwrap()
+            })
+        });
+        // Given the forward's lse, as a training step calls it.
+        g.bench_function("backward_lse", |b| {
+            b.iter(|| {
+                let io =
+                    LogitsGrad::Separate { logits: m, grad: MatrixMut { data: &mut grad, rows, cols, stride: cols } };
+                backward(io, Targets::Labels(&labels), &opts, Upstream { grad_loss: &[1.0], lse: Some(&lse) }).unwrap()
             })
         });
         g.bench_function("fused", |b| {
