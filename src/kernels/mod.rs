@@ -293,9 +293,7 @@ dispatch! {
     fn sum_exp_max_ahead(io: Io<'_>, shift: f32, ahead: &[f32], next: &[f32]) -> (f64, f32);
     /// `(Σ c, Σ c·(z' − shift))`.
     fn coef_dot(row: &[f32], how: Logit, shift: f32, coef: Coef<'_>) -> (f64, f64);
-    /// Writes one gradient row.
-    fn grad(io: Io<'_>, g: Grad<'_>) -> ();
-    /// [`grad`], prefetching the next row.
+    /// Writes one gradient row, prefetching `next` (the next row, or empty).
     fn grad_ahead(io: Io<'_>, g: Grad<'_>, next: &[f32]) -> ();
     /// Element-wise `ln`.
     fn log_slice(io: Io<'_>) -> ();
@@ -305,6 +303,12 @@ dispatch! {
     fn tile(t: Tile<'_>, out: &mut TileOut) -> ();
     /// Gradient pass over a batch of short rows.
     fn short_grad(dst: &mut [f32], stride: usize, cols: usize, g: Grad<'_>, a: &[f32]) -> ();
+}
+
+/// Writes one gradient row of data already in the caches (nothing to prefetch).
+#[inline]
+pub(crate) fn grad(isa: Isa, io: Io<'_>, g: Grad<'_>) {
+    grad_ahead(isa, io, g, &[]);
 }
 
 /// `(z', t)` for one stored value, computed by the same vector code the

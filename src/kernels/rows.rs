@@ -306,6 +306,16 @@ pub(crate) fn tanh_store_max<S: Simd>(s: S, io: Io<'_>, cap: f32) -> f32 {
     s.reduce_max(acc)
 }
 
+/// Prefetches `next[off]` (the next row, as far as it goes) into L2: the
+/// passes that read a row from memory call it once per 16 elements, so the
+/// next row streams in while this one computes.
+#[inline(always)]
+fn prefetch_at<S: Simd>(s: S, next: &[f32], off: usize) {
+    if let Some(at) = next.get(off) {
+        s.prefetch(at);
+    }
+}
+
 /// `Σ exp(z'_j − shift)`; with `Map`/`InPlace` each `exp(z'_j − shift)` is
 /// also stored. `next` (the next row, or empty) is prefetched into L2 along
 /// the way, so this compute-bound pass also streams the next row from DRAM.
@@ -314,9 +324,7 @@ pub(crate) fn sum_exp<S: Simd>(s: S, io: Io<'_>, how: Logit, shift: f32, next: &
     let mut sum = Sum::new(s);
     let sh = s.splat(shift);
     for_chunks!(s, io, f32::NEG_INFINITY, |x, off, n| {
-        if let Some(at) = next.get(off) {
-            s.prefetch(at);
-        }
+        prefetch_at(s, next, off);
         let (z, _) = logit(s, how, x);
         let e = exp_nonpositive(s, s.sub(z, sh));
         let e = if n == LANES { e } else { s.select(lanes_below(s, n), e, s.splat(0.0)) };
@@ -337,9 +345,7 @@ pub(crate) fn sum_exp_max_ahead<S: Simd>(s: S, io: Io<'_>, shift: f32, ahead: &[
     let mut acc = s.splat(f32::NEG_INFINITY);
     let full = ahead.len() - ahead.len() % LANES;
     for_chunks!(s, io, f32::NEG_INFINITY, |x, off, n| {
-        if let Some(at) = next.get(off) {
-            s.prefetch(at);
-        }
+        prefetch_at(s, next, off);
         if off + LANES <= full {
             acc = s.max(s.load(ahead[off..off + LANES].try_into().expect("16 lanes")), acc);
         }
@@ -382,33 +388,27 @@ pub(crate) fn grad<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>) {
     grad_ahead(s, io, g, &[]);
 }
 
-/// [`grad`], prefetching `next` (the next row, or empty) into L2 along the
-/// way, as [`sum_exp`] does: a pass that reads its row from memory then
-/// overlaps the next row's loads with this one's arithmetic.
+/// [`grad`], prefetching `next` (the next row, or empty) as [`sum_exp`]
+/// does, for a gradient pass that reads its row from memory.
 #[inline(always)]
 pub(crate) fn grad_ahead<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>, next: &[f32]) {
     let a = s.splat(g.a);
     let zero = s.splat(0.0);
     let tiny = tiny_below(s, g.a);
-    let ahead = |off: usize| {
-        if let Some(at) = next.get(off) {
-            s.prefetch(at);
-        }
-    };
     match (g.logit, g.stored_exp, g.coef.y) {
         // Fused call, class-index targets: a·e − w·k0 over the stored exps.
         (Logit::Raw, true, None) => match g.coef.w {
             None => {
                 let c = s.sub(zero, s.splat(g.coef.k0));
                 for_chunks!(s, io, 0.0, |x, off, _| {
-                    ahead(off);
+                    prefetch_at(s, next, off);
                     s.fma_unless_tiny(a, x, c, tiny)
                 });
             }
             Some(w) => {
                 let k0 = s.splat(g.coef.k0);
                 for_chunks!(s, io, 0.0, |x, off, n| {
-                    ahead(off);
+                    prefetch_at(s, next, off);
                     s.fma_unless_tiny(a, x, s.sub(zero, s.mul(load_at(s, w, off, n), k0)), tiny)
                 });
             }
@@ -419,12 +419,12 @@ pub(crate) fn grad_ahead<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>, next: &[f32]) {
             let c = s.sub(zero, s.splat(g.coef.k0));
             if g.bounded {
                 for_chunks!(s, io, 0.0, |x, off, _| {
-                    ahead(off);
+                    prefetch_at(s, next, off);
                     s.fma_unless_tiny(a, exp_nonpositive(s, s.sub(x, sh)), c, tiny)
                 });
             } else {
                 for_chunks!(s, io, 0.0, |x, off, _| {
-                    ahead(off);
+                    prefetch_at(s, next, off);
                     s.fma_unless_tiny(a, exp(s, s.sub(x, sh)), c, tiny)
                 });
             }
@@ -450,9 +450,7 @@ fn grad_general<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>, (tiny, next): (S::V, &[f
     let sh = s.splat(g.shift);
     let one = s.splat(1.0);
     for_chunks!(s, io, 0.0, |x, off, n| {
-        if let Some(at) = next.get(off) {
-            s.prefetch(at);
-        }
+        prefetch_at(s, next, off);
         let (z, t) = logit(s, g.logit, x);
         let p = if g.stored_exp {
             x

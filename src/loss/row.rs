@@ -310,7 +310,9 @@ impl Plan<'_> {
             Some(s) => Io::Map(s, dst),
             None => Io::InPlace(dst),
         };
-        kernels::grad_ahead(self.isa, io, g, next);
+        // The scan, when it ran, already fetched the next row.
+        let ahead = if given.is_some() { next } else { &[] };
+        kernels::grad_ahead(self.isa, io, g, ahead);
         self.fix_label(t, dst, label_k, ty);
     }
 }
