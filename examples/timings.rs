@@ -6,6 +6,7 @@
 //!
 //!     cargo run --release --example timings -- 6 100     # widths to try
 //!     XENT_TIMINGS_SHAPES=262144x10 cargo run --release --example timings
+//!     XENT_TIMINGS_SHAPES=4x32000 XENT_TIMINGS_CALLS=1001 cargo run --release --example timings -- 6
 
 use std::time::Instant;
 
@@ -28,6 +29,8 @@ fn main() {
             (r.parse().expect("rows"), c.parse().expect("cols"))
         })
         .collect();
+    // Calls timed per median: more for logits that fit in the caches.
+    let calls: usize = std::env::var("XENT_TIMINGS_CALLS").map_or(9, |v| v.parse().expect("a count"));
     for (rows, cols) in shapes {
         for &w in &widths {
             let f: Vec<f32> = (0..rows * cols).map(|i| -w * ((i * 7919) % 32768) as f32 / 32768.0).collect();
@@ -39,7 +42,7 @@ fn main() {
             let out = ForwardOut { loss: &mut loss, lse: Some(&mut lse), argmax: None };
             forward(logits, Targets::Labels(&labels), &o, out).expect("valid");
             let (mut fused, mut back, mut back_lse) = (vec![], vec![], vec![]);
-            for _ in 0..9 {
+            for _ in 0..calls {
                 let io = LogitsGrad::Separate {
                     logits: Matrix { data: &f, rows, cols, stride: cols },
                     grad: MatrixMut { data: &mut g, rows, cols, stride: cols },
