@@ -55,6 +55,24 @@ fn exp_is_within_2_ulp_on_the_softmax_domain_exhaustively() {
     assert!(worst.0 <= 2.0, "{worst:?}");
 }
 
+/// Positive arguments reach `exp` where the gradient's shift is not the
+/// row's max (a given lse, a softcap's tanh): every float up to 88.37,
+/// where the result still fits, sampled with a stride (the exhaustive sweep
+/// above covers the softmax domain), and +inf above.
+#[test]
+fn exp_is_within_2_ulp_on_positive_arguments_and_inf_above_88_37() {
+    let hi = 88.376_26f32.to_bits() + 1;
+    let worst = sweep(Isa::active(), 0, hi, 7);
+    println!("{}: positive worst {:.3} ulp at {}", Isa::active().name(), worst.0, worst.1);
+    assert!(worst.0 <= 2.0, "{worst:?}");
+    let xs = [88.377f32, 89.0, 1e4, f32::INFINITY];
+    for isa in Isa::available() {
+        let mut out = [0.0f32; 4];
+        exp_lanes(isa, &xs, &mut out, false);
+        assert_eq!(out, [f32::INFINITY; 4], "{}", isa.name());
+    }
+}
+
 #[test]
 fn exp_is_exactly_zero_below_ln_flt_min_and_propagates_nan() {
     let xs = [-87.34f32, -88.0, -100.0, -1e4, f32::NEG_INFINITY, f32::NAN, 0.0, -0.0];

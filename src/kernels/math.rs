@@ -1,31 +1,67 @@
 //! Vector `exp` and `tanh`, written once over [`Simd`] so every path gives the
 //! same bits.
 //!
-//! `exp` follows the classic recipe: `n = round(x·log2 e)` with a magic-bias
-//! add, a two-constant (Cody–Waite) reduction `r = x − n·ln 2`, a degree-6
-//! polynomial for `e^r` on `[−ln2/2, ln2/2]` (fitted for minimax relative
-//! error, ~2e-9), rounded once, times `2^n` (exactly: built in the exponent
-//! field, or AVX-512's `vscalefps`). Its error is at most
-//! 2 ULP against float64 for `x` in `[ln FLT_MIN, 0]` (tested exhaustively);
-//! below `ln FLT_MIN ≈ −87.34` it returns exactly 0 (no subnormals), above
-//! `88.37` it returns +inf, and NaN propagates.
+//! `exp` is table-driven, as XNNPACK's `lut16-p3` kernels are:
+//! `n = round(16·x·log2 e)/16` with a magic-bias add (so `n = m + k/16`,
+//! `m = ⌊n⌋`, `k` in 0..16), a two-constant (Cody–Waite) reduction
+//! `r = x − n·ln 2` (|r| ≤ ln2/32), `2^(k/16)` from a 16-entry table, and a
+//! degree-3 polynomial `p ≈ e^r − 1` (fitted for minimax relative error,
+//! ~2e-9). The result `2^m·2^(k/16)·(1 + p)` is rounded once: the table
+//! entry is scaled by `2^m` in its exponent field before the last
+//! multiply-add, or (AVX-512) that multiply-add's result is scaled exactly
+//! by `vscalefps`; the results are normal, so both give the same bits.
+//! Against the degree-6 polynomial on `[−ln2/2, ln2/2]` it replaced, that is
+//! three vector operations fewer per 16 values (one of them a permute).
+//!
+//! Its error is at most 2 ULP against float64 (tested exhaustively on
+//! `[ln FLT_MIN, 0]`, where it is below 1 ULP, and on a stride of the
+//! positive floats); below `ln FLT_MIN ≈ −87.34` it returns exactly 0 (no
+//! subnormals), above `88.37` it returns +inf, and NaN propagates.
 
-use super::simd::Simd;
+use super::simd::{LANES, Simd};
 
 const LOG2E: f32 = core::f32::consts::LOG2_E;
-/// 1.5·2^23 + 127: adding it rounds to an integer and leaves `n + 127` in the
-/// low mantissa bits.
-const MAGIC_BIAS: f32 = 12_583_039.0;
-/// ln 2 split so that `n·LN2_HI` is exact for |n| ≤ 2^8.
+/// 1.5·2^19 + 127: adding it rounds to a multiple of 1/16 and leaves
+/// `16·(n + 127)` in the low mantissa bits: `k` in bits 0..4, `m + 127` in
+/// bits 4..12 (0 above them up to bit 22, where the 1.5 sits).
+pub(crate) const MAGIC_BIAS: f32 = 786_559.0;
+/// ln 2 split so that `n·LN2_HI` has few bits and `x − n·LN2_HI` is exact.
 const LN2_HI: f32 = f32::from_bits(0x3f31_7200); // 0.693145751953125
 const LN2_LO: f32 = f32::from_bits(0x35bf_be8e); // 1.4286068e-6
-/// `exp(r) ≈ 1 + r·(C1 + r·(C2 + … + r·C6))`, i.e. `s + (r·s)·q(r)`.
-const C1: f32 = 1.0;
-const C2: f32 = 0.499_999_94;
-const C3: f32 = 0.166_664_32;
-const C4: f32 = f32::from_bits(0x3d2a_ac11); // 0.041668002
-const C5: f32 = 0.008_374_155_5;
-const C6: f32 = 0.001_384_365_4;
+/// `2^(k/16)` for k in 0..16, correctly rounded, as float32 bits.
+pub(crate) const EXP2_16THS: [u32; LANES] = [
+    0x3f80_0000,
+    0x3f85_aac3,
+    0x3f8b_95c2,
+    0x3f91_c3d3,
+    0x3f98_37f0,
+    0x3f9e_f532,
+    0x3fa5_fed7,
+    0x3fad_583f,
+    0x3fb5_04f3,
+    0x3fbd_08a4,
+    0x3fc5_672a,
+    0x3fce_248c,
+    0x3fd7_44fd,
+    0x3fe0_ccdf,
+    0x3fea_c0c7,
+    0x3ff5_257d,
+];
+/// [`EXP2_16THS`] less what `biased << 19` adds besides `m << 23`: adding
+/// `biased << 19` (as `u32`, see [`MAGIC_BIAS`]) to entry `k` gives the bits
+/// of `2^m·2^(k/16)` exactly, for `m` in `−126..=127`.
+pub(crate) const EXP2_16THS_LESS_BIAS: [u32; LANES] = {
+    let mut t = [0u32; LANES];
+    let mut k = 0;
+    while k < LANES {
+        t[k] = EXP2_16THS[k].wrapping_sub(127 << 23).wrapping_sub((k as u32) << 19);
+        k += 1;
+    }
+    t
+};
+/// `e^r − 1 ≈ r·(1 + r·(C2 + r·C3))` on `[−ln2/32, ln2/32]`.
+const C2: f32 = f32::from_bits(0x3f00_0110); // 0.5000162
+const C3: f32 = f32::from_bits(0x3e2a_aacf); // 0.16666721
 /// Below this, `exp` returns 0: `ln(FLT_MIN)`, so results are never subnormal.
 pub(crate) const EXP_MIN_X: f32 = -87.336_54;
 /// Above this, `exp` returns +inf (`2^n` would need n = 128).
@@ -48,16 +84,10 @@ pub(crate) fn exp_nonpositive<S: Simd>(s: S, x: S::V) -> S::V {
     let n = s.sub(biased, s.splat(MAGIC_BIAS));
     let r = s.fma(n, s.splat(-LN2_HI), xc);
     let r = s.fma(n, s.splat(-LN2_LO), r);
-    // Estrin's scheme: three short chains instead of one of depth 5.
-    let p01 = s.fma(s.splat(C2), r, s.splat(C1));
-    let p23 = s.fma(s.splat(C4), r, s.splat(C3));
-    let p45 = s.fma(s.splat(C6), r, s.splat(C5));
-    let r2 = s.mul(r, r);
-    let p03 = s.fma(p23, r2, p01);
-    let q = s.fma(p45, s.mul(r2, r2), p03);
-    // e^r = 1 + r·q rounded once, then scaled by 2^n exactly (the results
+    let q = s.fma(s.fma(s.splat(C3), r, s.splat(C2)), r, s.splat(1.0));
+    // e^x = 2^m·2^(k/16)·(1 + p) with p = e^r − 1, rounded once (the results
     // are normal), and 0 below EXP_MIN_X.
-    s.exp_scale(s.fma(r, q, s.splat(1.0)), (biased, n), x)
+    s.exp_scale(s.mul(r, q), (biased, n), x)
 }
 
 /// Below this |u|, `tanh` uses its odd Taylor polynomial.

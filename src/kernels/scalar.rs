@@ -95,8 +95,12 @@ impl Simd for Scalar {
         map(a, |x| f32::from_bits(x.to_bits() & 0x7fff_ffff))
     }
     #[inline(always)]
-    fn shl23(self, a: V) -> V {
-        map(a, |x| f32::from_bits(x.to_bits() << 23))
+    fn lut16(self, table: &[u32; LANES], idx: V) -> V {
+        map(idx, |x| f32::from_bits(table[(x.to_bits() & 15) as usize]))
+    }
+    #[inline(always)]
+    fn add_shl19(self, a: V, b: V) -> V {
+        zip(a, b, |x, y| f32::from_bits(x.to_bits().wrapping_add(y.to_bits() << 19)))
     }
     #[inline(always)]
     fn split_exponent(self, x: V) -> (V, V) {

@@ -71,9 +71,11 @@ pub(crate) trait Simd: Copy {
     fn max(self, a: Self::V, b: Self::V) -> Self::V;
     /// `|a|` (clears the sign bit).
     fn abs(self, a: Self::V) -> Self::V;
-    /// Reinterprets the lanes as `u32`, shifts each left by 23 bits and
-    /// reinterprets back (builds `2^n` from a biased exponent).
-    fn shl23(self, a: Self::V) -> Self::V;
+    /// The float with bits `table[b & 15]` per lane, where `b` is the bits
+    /// of the lane of `idx` as `u32`.
+    fn lut16(self, table: &[u32; LANES], idx: Self::V) -> Self::V;
+    /// Per lane, as `u32` bits: `a + (b << 19)`, wrapping.
+    fn add_shl19(self, a: Self::V, b: Self::V) -> Self::V;
     /// `a·p + c` with one rounding where `p ≥ tiny` (or NaN), and `c` where
     /// `p < tiny` (as `a·0 + c`, with `c` never −0 there): the gradient's
     /// `a·p − c_j` without subnormal products (see `rows::tiny_below`).
@@ -89,13 +91,17 @@ pub(crate) trait Simd: Copy {
     fn exp_clamp(self, x: Self::V) -> Self::V {
         x
     }
-    /// exp's last step: `t·2^n` (one rounding) where `x ≥ EXP_MIN_X` or `x`
-    /// is NaN, and 0 where `x < EXP_MIN_X`. `n` is integral and `biased`
-    /// holds `n + 127` in its low mantissa bits (see [`Simd::shl23`]).
+    /// exp's last step: `2^n·(1 + p)` (one rounding; the results are
+    /// normal) where `x ≥ EXP_MIN_X` or `x` is NaN, and 0 where
+    /// `x < EXP_MIN_X`. `n = m + k/16` with `m = ⌊n⌋` and `k` in 0..16, and
+    /// `biased` holds `k` in its mantissa bits 0..4 and `m + 127` in bits
+    /// 4..12 (see `math::MAGIC_BIAS`). Here `s = 2^n` is built exactly from a
+    /// table and the bits of `biased`, then `s + s·p` rounded once.
     #[inline(always)]
-    fn exp_scale(self, t: Self::V, (biased, n): (Self::V, Self::V), x: Self::V) -> Self::V {
+    fn exp_scale(self, p: Self::V, (biased, n): (Self::V, Self::V), x: Self::V) -> Self::V {
         let _ = n;
-        let y = self.mul(t, self.shl23(biased));
+        let s = self.add_shl19(self.lut16(&super::math::EXP2_16THS_LESS_BIAS, biased), biased);
+        let y = self.fma(s, p, s);
         self.select(self.lt(x, self.splat(super::math::EXP_MIN_X)), self.splat(0.0), y)
     }
     /// For positive normal lanes `x = m·2^e` with `m` in [1, 2): returns

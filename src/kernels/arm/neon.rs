@@ -147,8 +147,19 @@ impl Simd for Neon {
         map(a, |x| float(n!(vandq_u32(bits(x), vdupq_n_u32(0x7fff_ffff)))))
     }
     #[inline(always)]
-    fn shl23(self, a: V) -> V {
-        map(a, |x| float(n!(vshlq_n_u32::<23>(bits(x)))))
+    fn add_shl19(self, a: V, b: V) -> V {
+        zip(a, b, |x, y| float(n!(vaddq_u32(bits(x), vshlq_n_u32::<19>(bits(y))))))
+    }
+    #[inline(always)]
+    fn lut16(self, table: &[u32; LANES], idx: V) -> V {
+        // SAFETY: `table` holds 64 bytes, loaded as four 16-byte registers.
+        let t = unsafe { vld1q_u8_x4(table.as_ptr().cast::<u8>()) };
+        map(idx, |x| {
+            // Byte j of lane k's entry is byte 4·(b & 15) + j of the table.
+            let k4 = n!(vshlq_n_u32::<2>(vandq_u32(bits(x), vdupq_n_u32(15))));
+            let at = n!(vaddq_u32(vmulq_u32(k4, vdupq_n_u32(0x0101_0101)), vdupq_n_u32(0x0302_0100)));
+            float(n!(vreinterpretq_u32_u8(vqtbl4q_u8(t, vreinterpretq_u8_u32(at)))))
+        })
     }
     #[inline(always)]
     fn split_exponent(self, x: V) -> (V, V) {

@@ -175,8 +175,22 @@ impl Simd for Simd128 {
         map(a, |x| v128_and(x, u32x4_splat(0x7fff_ffff)))
     }
     #[inline(always)]
-    fn shl23(self, a: V) -> V {
-        map(a, |x| u32x4_shl(x, 23))
+    fn add_shl19(self, a: V, b: V) -> V {
+        zip(a, b, |x, y| i32x4_add(x, u32x4_shl(y, 19)))
+    }
+    #[inline(always)]
+    fn lut16(self, table: &[u32; LANES], idx: V) -> V {
+        // swizzle reads one 16-byte register: look up in each quarter of the
+        // table (out-of-range byte indices give 0) and combine.
+        // SAFETY: each load reads four of the table's 16 u32; v128 loads have
+        // no alignment requirement.
+        let t: V = core::array::from_fn(|j| unsafe { v128_load(table.as_ptr().add(4 * j).cast::<v128>()) });
+        map(idx, |x| {
+            let k4 = u32x4_shl(v128_and(x, u32x4_splat(15)), 2);
+            let at = i32x4_add(i32x4_mul(k4, u32x4_splat(0x0101_0101)), u32x4_splat(0x0302_0100));
+            let q = |j: usize| i8x16_swizzle(t[j], i8x16_sub(at, u8x16_splat(16 * j as u8)));
+            v128_or(v128_or(q(0), q(1)), v128_or(q(2), q(3)))
+        })
     }
     #[inline(always)]
     fn split_exponent(self, x: V) -> (V, V) {

@@ -145,14 +145,38 @@ impl Simd for Avx2 {
         self.max(self.splat(crate::kernels::math::EXP_MIN_X), x)
     }
     #[inline(always)]
-    fn shl23(self, a: V2) -> V2 {
-        // SAFETY: the token proves AVX2 is available.
-        unsafe {
-            V2 {
-                lo: _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(a.lo))),
-                hi: _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(a.hi))),
-            }
+    fn lut16(self, table: &[u32; LANES], idx: V2) -> V2 {
+        // vpermps reads the low 3 bits of an index; bit 3, moved to the sign,
+        // picks the half. (A macro, not a closure: a closure would not
+        // inherit the caller's target features, and the intrinsics would
+        // become calls.)
+        macro_rules! look {
+            ($t0:expr, $t1:expr, $v:expr) => {{
+                let i = _mm256_castps_si256($v);
+                let hi = _mm256_castsi256_ps(_mm256_slli_epi32::<28>(i));
+                _mm256_blendv_ps(_mm256_permutevar8x32_ps($t0, i), _mm256_permutevar8x32_ps($t1, i), hi)
+            }};
         }
+        // SAFETY: the token proves AVX2 is available; `table` holds 16 u32,
+        // read as two halves of 8.
+        unsafe {
+            let t0 = _mm256_castsi256_ps(_mm256_loadu_si256(table.as_ptr().cast()));
+            let t1 = _mm256_castsi256_ps(_mm256_loadu_si256(table.as_ptr().add(8).cast()));
+            V2 { lo: look!(t0, t1, idx.lo), hi: look!(t0, t1, idx.hi) }
+        }
+    }
+    #[inline(always)]
+    fn add_shl19(self, a: V2, b: V2) -> V2 {
+        macro_rules! add {
+            ($a:expr, $b:expr) => {
+                _mm256_castsi256_ps(_mm256_add_epi32(
+                    _mm256_castps_si256($a),
+                    _mm256_slli_epi32::<19>(_mm256_castps_si256($b)),
+                ))
+            };
+        }
+        // SAFETY: the token proves AVX2 is available.
+        unsafe { V2 { lo: add!(a.lo, b.lo), hi: add!(a.hi, b.hi) } }
     }
     #[inline(always)]
     fn split_exponent(self, x: V2) -> (V2, V2) {

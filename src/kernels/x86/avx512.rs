@@ -122,8 +122,20 @@ impl Simd for Avx512 {
         op!(_mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a), _mm512_set1_epi32(0x7fff_ffff))))
     }
     #[inline(always)]
-    fn shl23(self, a: __m512) -> __m512 {
-        op!(_mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_castps_si512(a))))
+    fn lut16(self, table: &[u32; LANES], idx: __m512) -> __m512 {
+        // SAFETY: `table` holds 16 u32 (64 bytes); vpermd reads the low 4
+        // bits of each index lane.
+        unsafe {
+            let t = _mm512_loadu_si512(table.as_ptr().cast());
+            _mm512_castsi512_ps(_mm512_permutexvar_epi32(_mm512_castps_si512(idx), t))
+        }
+    }
+    #[inline(always)]
+    fn add_shl19(self, a: __m512, b: __m512) -> __m512 {
+        op!(_mm512_castsi512_ps(_mm512_add_epi32(
+            _mm512_castps_si512(a),
+            _mm512_slli_epi32::<19>(_mm512_castps_si512(b))
+        )))
     }
     #[inline(always)]
     fn fma_unless_tiny(self, a: __m512, p: __m512, c: __m512, tiny: __m512) -> __m512 {
@@ -131,13 +143,16 @@ impl Simd for Avx512 {
         unsafe { _mm512_mask3_fmadd_ps(a, p, c, _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(p, tiny)) }
     }
     #[inline(always)]
-    fn exp_scale(self, t: __m512, (_, n): (__m512, __m512), x: __m512) -> __m512 {
+    fn exp_scale(self, p: __m512, (biased, n): (__m512, __m512), x: __m512) -> __m512 {
+        // 2^(k/16)·(1 + p) rounded once, then scaled by 2^⌊n⌋ exactly (the
+        // results are normal): the same bits as the default's single rounding.
+        let t = self.lut16(&crate::kernels::math::EXP2_16THS, biased);
         // SAFETY: the token proves AVX-512F is available.
         unsafe {
             // Lanes below EXP_MIN_X are zeroed, not computed (so they make no
             // subnormals); NaN compares "not less", so it is kept.
             let keep = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x, _mm512_set1_ps(crate::kernels::math::EXP_MIN_X));
-            _mm512_maskz_scalef_ps(keep, t, n)
+            _mm512_maskz_scalef_ps(keep, _mm512_fmadd_ps(t, p, t), n)
         }
     }
     #[inline(always)]
