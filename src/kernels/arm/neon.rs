@@ -156,8 +156,8 @@ impl Simd for Neon {
         let t = unsafe { vld1q_u8_x4(table.as_ptr().cast::<u8>()) };
         map(idx, |x| {
             // Byte j of lane k's entry is byte 4·(b & 15) + j of the table.
-            let k4 = n!(vshlq_n_u32::<2>(vandq_u32(bits(x), vdupq_n_u32(15))));
-            let at = n!(vaddq_u32(vmulq_u32(k4, vdupq_n_u32(0x0101_0101)), vdupq_n_u32(0x0302_0100)));
+            let k = n!(vandq_u32(bits(x), vdupq_n_u32(15)));
+            let at = n!(vaddq_u32(vmulq_u32(k, vdupq_n_u32(0x0404_0404)), vdupq_n_u32(0x0302_0100)));
             float(n!(vreinterpretq_u32_u8(vqtbl4q_u8(t, vreinterpretq_u8_u32(at)))))
         })
     }

@@ -186,8 +186,9 @@ impl Simd for Simd128 {
         // no alignment requirement.
         let t: V = core::array::from_fn(|j| unsafe { v128_load(table.as_ptr().add(4 * j).cast::<v128>()) });
         map(idx, |x| {
-            let k4 = u32x4_shl(v128_and(x, u32x4_splat(15)), 2);
-            let at = i32x4_add(i32x4_mul(k4, u32x4_splat(0x0101_0101)), u32x4_splat(0x0302_0100));
+            // Byte j of lane k's entry is byte 4·(b & 15) + j of the table.
+            let k = v128_and(x, u32x4_splat(15));
+            let at = i32x4_add(i32x4_mul(k, u32x4_splat(0x0404_0404)), u32x4_splat(0x0302_0100));
             let q = |j: usize| i8x16_swizzle(t[j], i8x16_sub(at, u8x16_splat(16 * j as u8)));
             v128_or(v128_or(q(0), q(1)), v128_or(q(2), q(3)))
         })
