@@ -27,7 +27,7 @@ use core::sync::atomic::AtomicU8;
 use core::sync::atomic::Ordering;
 
 pub use half::{Half, narrow_lanes, widen_lanes};
-pub(crate) use rows::{Coef, Grad, Io, Logit, Rows};
+pub(crate) use rows::{Ahead, Coef, Grad, Io, Logit, Rows};
 pub(crate) use tile::{Tile, TileOut};
 
 /// An instruction-set path. Values other than `Scalar` are only produced after
@@ -293,8 +293,8 @@ dispatch! {
     fn sum_exp_max_ahead(io: Io<'_>, shift: f32, ahead: &[f32], next: &[f32]) -> (f64, f32);
     /// `(Σ c, Σ c·(z' − shift))`.
     fn coef_dot(row: &[f32], how: Logit, shift: f32, coef: Coef<'_>) -> (f64, f64);
-    /// Writes one gradient row, prefetching `next` (the next row, or empty).
-    fn grad_ahead(io: Io<'_>, g: Grad<'_>, next: &[f32]) -> ();
+    /// Writes one gradient row, prefetching `next` (a row to read or write next).
+    fn grad_ahead(io: Io<'_>, g: Grad<'_>, next: Ahead) -> ();
     /// Element-wise `ln`.
     fn log_slice(io: Io<'_>) -> ();
     /// Max and Σexp of a batch of short rows.
@@ -308,7 +308,7 @@ dispatch! {
 /// Writes one gradient row of data already in the caches (nothing to prefetch).
 #[inline]
 pub(crate) fn grad(isa: Isa, io: Io<'_>, g: Grad<'_>) {
-    grad_ahead(isa, io, g, &[]);
+    grad_ahead(isa, io, g, Ahead::NONE);
 }
 
 /// `(z', t)` for one stored value, computed by the same vector code the

@@ -306,13 +306,45 @@ pub(crate) fn tanh_store_max<S: Simd>(s: S, io: Io<'_>, cap: f32) -> f32 {
     s.reduce_max(acc)
 }
 
-/// Prefetches `next[off]` (the next row, as far as it goes) into L2: the
-/// passes that read a row from memory call it once per 16 elements, so the
-/// next row streams in while this one computes.
+/// A row that a pass prefetches as it goes, named by address only: a
+/// prefetch reads nothing the program can observe, so this may be a row that
+/// another block (on another thread) owns, such as the next row of a
+/// gradient this block does not hold.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Ahead {
+    at: *const f32,
+    len: usize,
+}
+
+impl Ahead {
+    /// Nothing to prefetch.
+    pub(crate) const NONE: Ahead = Ahead { at: core::ptr::null(), len: 0 };
+
+    /// The floats of `row`.
+    pub(crate) fn of(row: &[f32]) -> Ahead {
+        Ahead { at: row.as_ptr(), len: row.len() }
+    }
+
+    /// `len` floats starting `offset` floats past the start of `base`, which
+    /// need not lie inside `base` (the address is computed, never read).
+    pub(crate) fn past(base: &[f32], offset: usize, len: usize) -> Ahead {
+        Ahead { at: base.as_ptr().wrapping_add(offset), len }
+    }
+
+    /// Floats `r` of this row (as far as it goes).
+    pub(crate) fn range(self, r: core::ops::Range<usize>) -> Ahead {
+        let start = r.start.min(self.len);
+        Ahead { at: self.at.wrapping_add(start), len: r.end.min(self.len) - start }
+    }
+}
+
+/// Prefetches float `off` of `next` (the next row, as far as it goes) into
+/// L2: the passes that read a row from memory call it once per 16 elements,
+/// so the next row streams in while this one computes.
 #[inline(always)]
-fn prefetch_at<S: Simd>(s: S, next: &[f32], off: usize) {
-    if let Some(at) = next.get(off) {
-        s.prefetch(at);
+fn prefetch_at<S: Simd>(s: S, next: Ahead, off: usize) {
+    if off < next.len {
+        s.prefetch(next.at.wrapping_add(off));
     }
 }
 
@@ -321,6 +353,7 @@ fn prefetch_at<S: Simd>(s: S, next: &[f32], off: usize) {
 /// the way, so this compute-bound pass also streams the next row from DRAM.
 #[inline(always)]
 pub(crate) fn sum_exp<S: Simd>(s: S, io: Io<'_>, how: Logit, shift: f32, next: &[f32]) -> f64 {
+    let next = Ahead::of(next);
     let mut sum = Sum::new(s);
     let sh = s.splat(shift);
     for_chunks!(s, io, f32::NEG_INFINITY, |x, off, n| {
@@ -340,6 +373,7 @@ pub(crate) fn sum_exp<S: Simd>(s: S, io: Io<'_>, how: Logit, shift: f32, next: &
 /// is prefetched as in [`sum_exp`].
 #[inline(always)]
 pub(crate) fn sum_exp_max_ahead<S: Simd>(s: S, io: Io<'_>, shift: f32, ahead: &[f32], next: &[f32]) -> (f64, f32) {
+    let next = Ahead::of(next);
     let mut sum = Sum::new(s);
     let sh = s.splat(shift);
     let mut acc = s.splat(f32::NEG_INFINITY);
@@ -385,13 +419,14 @@ pub(crate) fn coef_dot<S: Simd>(s: S, row: &[f32], how: Logit, shift: f32, coef:
 /// [`Grad`] get loops of their own (same operations, fewer branches).
 #[inline(always)]
 pub(crate) fn grad<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>) {
-    grad_ahead(s, io, g, &[]);
+    grad_ahead(s, io, g, Ahead::NONE);
 }
 
-/// [`grad`], prefetching `next` (the next row, or empty) as [`sum_exp`]
-/// does, for a gradient pass that reads its row from memory.
+/// [`grad`], prefetching `next` as [`sum_exp`] does: the next row to read,
+/// for a gradient pass that reads its row from memory, or the next row to
+/// be written, so that its stores find it in the caches.
 #[inline(always)]
-pub(crate) fn grad_ahead<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>, next: &[f32]) {
+pub(crate) fn grad_ahead<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>, next: Ahead) {
     let a = s.splat(g.a);
     let zero = s.splat(0.0);
     let tiny = tiny_below(s, g.a);
@@ -445,7 +480,7 @@ fn tiny_below<S: Simd>(s: S, a: f32) -> S::V {
 }
 
 #[inline(always)]
-fn grad_general<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>, (tiny, next): (S::V, &[f32])) {
+fn grad_general<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>, (tiny, next): (S::V, Ahead)) {
     let a = s.splat(g.a);
     let sh = s.splat(g.shift);
     let one = s.splat(1.0);

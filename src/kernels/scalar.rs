@@ -141,7 +141,7 @@ impl Simd for Scalar {
         scatter_lanes(dst, first, stride, n, &v)
     }
     #[inline(always)]
-    fn prefetch(self, _at: &f32) {}
+    fn prefetch(self, _at: *const f32) {}
     #[inline(always)]
     fn reduce_add(self, v: V) -> f32 {
         tree(v, |x, y| x + y)

@@ -129,8 +129,9 @@ pub(crate) trait Simd: Copy {
     /// Panics as [`Simd::gather_strided`].
     fn scatter_strided(self, dst: &mut [f32], first: usize, stride: usize, n: usize, v: Self::V);
 
-    /// Hints that the cache line holding `at` will be read soon (into L2).
-    fn prefetch(self, at: &f32);
+    /// Hints that the cache line holding `at` will be used soon (into L2).
+    /// Only an address: nothing is read, so `at` may point anywhere.
+    fn prefetch(self, at: *const f32);
 
     /// Sum of the lanes by the fixed tree `(i, i+8)`, `(i, i+4)`, `(i, i+2)`, `(0, 1)`.
     fn reduce_add(self, v: Self::V) -> f32;

@@ -23,7 +23,7 @@ use plan::{Mode, Plan};
 pub(crate) use plan::{check_len, check_matrix};
 use scan::Widen;
 
-use crate::kernels::Rows;
+use crate::kernels::{Ahead, Rows};
 use crate::parallel::{self, Exec};
 
 /// A block of consecutive rows and the slices of every buffer it touches;
@@ -177,7 +177,13 @@ fn block_work(
             (Mode::Forward, _) => plan.forward_row(i, src.expect("forward reads logits"), next, want_argmax),
             (Mode::Fused, Some(d)) => {
                 let half = in16.as_ref().map(|h| Widen { kind: h.kind, src: &h.src[k * h.stride..][..cols] });
-                plan.fused_row(i, src, d, (next, half), want_argmax)
+                // A separate gradient's next row (in this block or the next
+                // one), fetched while this row's gradient is written: the
+                // next scan stores into it before anything reads it, and
+                // would otherwise wait for each line to be read for ownership.
+                // In place, the next row is the logits, already fetched.
+                let grad_next = if src.is_some() && i + 1 < plan.rows { Ahead::past(d, ds, cols) } else { Ahead::NONE };
+                plan.fused_row(i, src, d, (next, half, grad_next), want_argmax)
             }
             (Mode::Backward, Some(d)) => {
                 plan.backward_row(i, src, d, next);

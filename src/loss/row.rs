@@ -194,13 +194,15 @@ impl Plan<'_> {
     /// Forward and gradient of one row. `src` is the logits row, or `None`
     /// when `dst` holds the logits (in place) or `half` does (16-bit logits,
     /// widened into `dst` as the scan goes); `next` is the next row to
-    /// prefetch (or empty).
+    /// prefetch (or empty), and `grad_next` the next row of the gradient,
+    /// prefetched during the gradient pass so that the next scan's stores
+    /// find it in the caches.
     pub(crate) fn fused_row(
         &self,
         i: usize,
         src: Option<&[f32]>,
         dst: &mut [f32],
-        (next, mut half): (&[f32], Option<Widen<'_>>),
+        (next, mut half, grad_next): (&[f32], Option<Widen<'_>>, kernels::Ahead),
         want_argmax: bool,
     ) -> RowOut {
         debug_assert_eq!(self.mode, Mode::Fused);
@@ -232,7 +234,7 @@ impl Plan<'_> {
                         a: (a / s.sum) as f32,
                         coef,
                     };
-                    kernels::grad(self.isa, Io::InPlace(dst), g);
+                    kernels::grad_ahead(self.isa, Io::InPlace(dst), g, grad_next);
                 }
                 _ => {
                     // Chunk c's exps are relative to its base: rescale by exp(base − max).
@@ -247,7 +249,7 @@ impl Plan<'_> {
                             a: (a * rescale / s.sum) as f32,
                             coef: coef.slice(r.clone()),
                         };
-                        kernels::grad(self.isa, Io::InPlace(&mut dst[r]), g);
+                        kernels::grad_ahead(self.isa, Io::InPlace(&mut dst[r.clone()]), g, grad_next.range(r));
                     }
                 }
             }
@@ -311,7 +313,7 @@ impl Plan<'_> {
             None => Io::InPlace(dst),
         };
         // The scan, when it ran, already fetched the next row.
-        let ahead = if given.is_some() { next } else { &[] };
+        let ahead = if given.is_some() { kernels::Ahead::of(next) } else { kernels::Ahead::NONE };
         kernels::grad_ahead(self.isa, io, g, ahead);
         self.fix_label(t, dst, label_k, ty);
     }

@@ -542,7 +542,7 @@ fn backward(
                 Some(r) => Io::Map(r, dst),
                 None => Io::InPlace(dst),
             };
-            kernels::grad_ahead(p.isa, io, g, next);
+            kernels::grad_ahead(p.isa, io, g, kernels::Ahead::of(next));
             if let Some((local, ty)) = ty {
                 p.fix_label(Target::Label(local), dst, label_k, ty);
             }

@@ -213,7 +213,7 @@ impl Simd for Neon {
         scatter_lanes(dst, first, stride, n, &lanes(v))
     }
     #[inline(always)]
-    fn prefetch(self, _at: &f32) {}
+    fn prefetch(self, _at: *const f32) {}
     #[inline(always)]
     fn reduce_add(self, v: V) -> f32 {
         tree(lanes(v), |x, y| x + y)

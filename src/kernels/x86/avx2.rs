@@ -256,9 +256,10 @@ impl Simd for Avx2 {
         }
     }
     #[inline(always)]
-    fn prefetch(self, at: &f32) {
-        // SAFETY: a prefetch never faults and reads nothing architecturally.
-        unsafe { _mm_prefetch::<_MM_HINT_T1>((at as *const f32).cast()) }
+    fn prefetch(self, at: *const f32) {
+        // SAFETY: a prefetch never faults and reads nothing architecturally,
+        // whatever the address.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(at.cast()) }
     }
     #[inline(always)]
     fn reduce_add(self, v: V2) -> f32 {
