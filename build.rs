@@ -27,18 +27,60 @@ fn main() {
         v("CARGO_PKG_VERSION"),
     ));
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("xent.h");
+    let mut generated = Vec::new();
     cbindgen::Builder::new()
         .with_crate(&dir)
         .with_config(config)
         .generate()
         .expect("cbindgen generates the header")
-        .write_to_file(&out);
+        .write(&mut generated);
+    let fresh = portable(&String::from_utf8(generated).expect("the header is UTF-8")).into_bytes();
+    std::fs::write(&out, &fresh).expect("the header can be written");
     // Write the committed copy only when it changed, so builds of a clean
     // checkout leave the tree untouched; tests/header.rs compares the two.
     let committed = dir.join("include/xent.h");
-    let fresh = std::fs::read(&out).expect("header was written");
     if std::fs::read(&committed).ok().as_deref() != Some(&fresh[..]) {
         std::fs::create_dir_all(dir.join("include")).expect("include/ can be created");
         std::fs::write(&committed, &fresh).expect("include/xent.h can be written");
     }
+}
+
+/// cbindgen's C made valid C89 and C++98 (tests/header.rs compiles it so):
+/// its `//` comments become `/* */`, and the `#define`d status and
+/// reduction codes become the constants of an enum each (FFI declaration
+/// tools such as LuaJIT's `ffi.cdef` drop macros), without a trailing
+/// comma. The types `XentStatus` and `XentReduction` stay `uint32_t`.
+fn portable(header: &str) -> String {
+    // Paragraphs are separated by blank lines; a constant is a comment
+    // paragraph ending in `#define XENT_<GROUP>_<NAME> <value>`.
+    let groups = [("XENT_STATUS_", "XentStatusCode"), ("XENT_REDUCTION_", "XentReductionCode")];
+    let mut out: Vec<String> = Vec::new();
+    let mut members: Vec<Vec<String>> = vec![Vec::new(); groups.len()];
+    let mut placed = vec![None; groups.len()];
+    for para in header.split("\n\n") {
+        let last = para.lines().last().unwrap_or("");
+        let group = groups.iter().position(|(prefix, _)| last.starts_with(&format!("#define {prefix}")));
+        let Some(g) = group else {
+            out.push(para.to_string());
+            continue;
+        };
+        let mut words = last.split_whitespace().skip(1);
+        let (name, value) = (words.next().expect("a name"), words.next().expect("a value"));
+        let mut member: Vec<String> =
+            para.lines().take_while(|l| !l.starts_with("#define")).map(|l| format!("  {l}")).collect();
+        member.push(format!("  {name} = {value}"));
+        members[g].push(member.join("\n"));
+        if placed[g].is_none() {
+            placed[g] = Some(out.len());
+            out.push(String::new());
+        }
+    }
+    for (g, (_, enum_name)) in groups.iter().enumerate() {
+        let at = placed[g].expect("the header defines every group of constants");
+        out[at] = format!("enum {enum_name} {{\n{}\n}};", members[g].join(",\n"));
+    }
+    out.join("\n\n")
+        .replace("#endif // __cplusplus", "#endif /* __cplusplus */")
+        .replace("#endif  // __cplusplus", "#endif  /* __cplusplus */")
+        .replace("}  // extern \"C\"", "}  /* extern \"C\" */")
 }

@@ -6,6 +6,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -621,6 +622,112 @@ static void test_threads(void) {
     }
 }
 
+/* A pool that counts its invocations (and runs the tasks in order). */
+static int trainer_pool_calls = 0;
+static void counting_pool(void *ctx, size_t n, XentTaskFn task, void *task_ctx) {
+    (void)ctx;
+    trainer_pool_calls++;
+    for (size_t i = 0; i < n; i++) task(task_ctx, i);
+}
+
+/* The gradient options of a training loop: per-row losses and the mean's
+ * gradient in one pass (NONE + grad_scale), accumulation over two
+ * micro-batches, a padded vocabulary's padding zeroed, the 16-bit and shard
+ * calls, refused values, an older struct_size, one pool invocation. */
+static void test_trainer_options(void) {
+    enum { PAD = 52, HALF = ROWS / 2 };
+    static float mean_grad[ROWS * PAD], acc[ROWS * PAD], half_grad[ROWS * PAD];
+    float loss, row_loss[ROWS];
+    XentOptions o = xent_options_default();
+    CHECK(o.grad_scale == 1.0f && o.grad_accumulate == 0 && o.grad_zero_padding == 0, "defaults");
+    for (size_t i = 0; i < ROWS * PAD; i++) mean_grad[i] = acc[i] = 5.0f;
+    CHECK(xent_forward_backward(logits, ROWS, CLASSES, STRIDE, labels, NULL, &loss, NULL, NULL, mean_grad, PAD) == XENT_STATUS_OK, "%s", xent_last_error());
+    CHECK(mean_grad[PAD - 1] == 5.0f, "padding untouched by default");
+    o.reduction = XENT_REDUCTION_NONE;
+    o.grad_scale = 1.0f / ROWS;
+    o.grad_zero_padding = 1;
+    /* micro-batch 1 overwrites, micro-batch 2 accumulates: the rows differ,
+     * so together they hold the whole batch's mean gradient. */
+    CHECK(xent_forward_backward(logits, HALF, CLASSES, STRIDE, labels, &o, row_loss, NULL, NULL, acc, PAD) == XENT_STATUS_OK, "%s", xent_last_error());
+    for (size_t i = HALF * PAD; i < ROWS * PAD; i++) acc[i] = 0.0f;
+    o.grad_accumulate = 1;
+    CHECK(xent_forward_backward(logits + HALF * STRIDE, ROWS - HALF, CLASSES, STRIDE, labels + HALF, &o, row_loss + HALF, NULL, NULL, acc + HALF * PAD, PAD) == XENT_STATUS_OK, "%s", xent_last_error());
+    double sum = 0.0;
+    for (size_t i = 0; i < ROWS; i++) sum += row_loss[i];
+    CHECK(fabs(sum / ROWS - loss) < 1e-5 * loss, "mean of row losses %f vs %f", sum / ROWS, loss);
+    for (size_t i = 0; i < ROWS; i++) {
+        for (size_t j = 0; j < CLASSES; j++)
+            CHECK(fabsf(acc[i * PAD + j] - mean_grad[i * PAD + j]) < 1e-8f, "grad %zu,%zu %g vs %g", i, j, acc[i * PAD + j], mean_grad[i * PAD + j]);
+        for (size_t j = CLASSES; j < PAD; j++) CHECK(acc[i * PAD + j] == 0.0f, "padding %zu,%zu not zeroed", i, j);
+    }
+    /* accumulate = old + overwrite, bit for bit */
+    o.grad_accumulate = 0;
+    CHECK(xent_forward_backward(logits, ROWS, CLASSES, STRIDE, labels, &o, row_loss, NULL, NULL, half_grad, PAD) == 0, "%s", xent_last_error());
+    for (size_t i = 0; i < ROWS * PAD; i++) acc[i] = (float)(i % 13) * 0.25f;
+    o.grad_accumulate = 1;
+    CHECK(xent_forward_backward(logits, ROWS, CLASSES, STRIDE, labels, &o, row_loss, NULL, NULL, acc, PAD) == 0, "%s", xent_last_error());
+    for (size_t i = 0; i < ROWS; i++)
+        for (size_t j = 0; j < CLASSES; j++) {
+            float want = (float)((i * PAD + j) % 13) * 0.25f + half_grad[i * PAD + j];
+            CHECK(memcmp(&acc[i * PAD + j], &want, sizeof want) == 0, "accumulated %zu,%zu", i, j);
+        }
+    /* refused values, nothing written */
+    static float copy[ROWS * PAD];
+    memcpy(copy, acc, sizeof acc);
+    o.grad_accumulate = 2;
+    CHECK(xent_forward_backward(logits, ROWS, CLASSES, STRIDE, labels, &o, row_loss, NULL, NULL, acc, PAD) == XENT_STATUS_INVALID_ARGUMENT, "grad_accumulate 2");
+    o.grad_accumulate = 1;
+    o.grad_scale = INFINITY;
+    CHECK(xent_backward(logits, ROWS, CLASSES, STRIDE, labels, &o, row_loss, NULL, acc, PAD) == XENT_STATUS_INVALID_ARGUMENT, "grad_scale inf");
+    CHECK(memcmp(copy, acc, sizeof acc) == 0, "refused calls wrote");
+    static float inplace[ROWS * STRIDE];
+    memcpy(inplace, logits, sizeof inplace);
+    o.grad_scale = 1.0f;
+    CHECK(xent_forward_backward(inplace, ROWS, CLASSES, STRIDE, labels, &o, row_loss, NULL, NULL, inplace, STRIDE) == XENT_STATUS_INVALID_ARGUMENT, "accumulate in place");
+    CHECK(memcmp(inplace, logits, sizeof inplace) == 0, "refused in-place call wrote");
+    /* an older caller's struct (up to parallel_ctx) keeps the defaults */
+    XentOptions old = xent_options_default();
+    old.grad_accumulate = 7;
+    old.struct_size = offsetof(XentOptions, grad_scale);
+    CHECK(xent_forward_backward(logits, ROWS, CLASSES, STRIDE, labels, &old, &loss, NULL, NULL, half_grad, PAD) == 0, "old struct_size: %s", xent_last_error());
+    /* 16-bit: accumulate and padding */
+    static uint16_t h[ROWS * STRIDE], g16[ROWS * PAD];
+    for (size_t i = 0; i < ROWS * STRIDE; i++) {
+        uint32_t b;
+        memcpy(&b, &logits[i], 4);
+        h[i] = (uint16_t)(b >> 16);
+    }
+    for (size_t i = 0; i < ROWS * PAD; i++) g16[i] = 0x3f80; /* 1.0 */
+    o = xent_options_default();
+    o.grad_accumulate = 1;
+    o.grad_zero_padding = 1;
+    CHECK(xent_forward_backward_bf16(h, ROWS, CLASSES, STRIDE, labels, &o, &loss, NULL, NULL, g16, PAD) == 0, "%s", xent_last_error());
+    for (size_t i = 0; i < ROWS; i++) {
+        float s = 0.0f;
+        for (size_t j = 0; j < CLASSES; j++) {
+            uint32_t b = (uint32_t)g16[i * PAD + j] << 16;
+            float x;
+            memcpy(&x, &b, 4);
+            s += x - 1.0f;
+        }
+        CHECK(fabsf(s) < 0.05f, "bf16 row %zu: the gradient added sums to %g", i, s);
+        for (size_t j = CLASSES; j < PAD; j++) CHECK(g16[i * PAD + j] == 0, "bf16 padding %zu,%zu", i, j);
+    }
+    /* one pool invocation per pass, and an empty shard */
+    o = xent_options_default();
+    o.parallel_for = counting_pool;
+    trainer_pool_calls = 0;
+    CHECK(xent_forward(logits, ROWS, CLASSES, STRIDE, labels, &o, &loss, NULL, NULL) == 0, "%s", xent_last_error());
+    XentShardStats st[ROWS], none_st[ROWS];
+    CHECK(xent_shard_stats(logits, ROWS, CLASSES, STRIDE, 0, CLASSES + 10, labels, &o, st) == 0, "%s", xent_last_error());
+    CHECK(xent_shard_stats(NULL, ROWS, 0, 0, CLASSES, CLASSES + 10, labels, &o, none_st) == 0, "empty shard: %s", xent_last_error());
+    XentShardStats merged[ROWS];
+    memcpy(merged, st, sizeof st);
+    xent_shard_stats_merge(none_st, merged, ROWS);
+    CHECK(memcmp(merged, st, sizeof st) == 0, "an empty shard changed the merged stats");
+    CHECK(trainer_pool_calls <= 2, "pool invoked %d times for two small calls", trainer_pool_calls);
+}
+
 int main(void) {
     fill();
     test_meta();
@@ -632,6 +739,7 @@ int main(void) {
     test_half();
     test_shard();
     test_threads();
+    test_trainer_options();
     printf("%d passed, %d failed\n", checks - failures, failures);
     return failures != 0;
 }

@@ -81,6 +81,32 @@ typedef struct XentOptions {
    Passed to parallel_for as its first argument.
    */
   void *parallel_ctx;
+  /*
+   Finite (default 1): every gradient a call writes is the gradient of
+   grad_scale times its loss (for the backward calls, on top of
+   grad_loss), e.g. 1/N with XENT_REDUCTION_NONE for per-row losses and
+   the mean's gradient in one pass. Losses, lse and argmax are unchanged.
+   */
+  float grad_scale;
+  /*
+   0 (default) or 1: add gradients into the caller's buffers
+   (grad_logits; grad_hidden, grad_weight and grad_bias of the linear
+   call) instead of overwriting them. Each element gets exactly old + g,
+   g being what the call writes without it (16-bit: the widened old value
+   plus the float32 gradient, rounded once to nearest even; the linear
+   call's products add in their own order); rows whose label is
+   ignore_index are left as they are. With grad_logits == logits it is
+   XENT_STATUS_INVALID_ARGUMENT.
+   */
+  uint32_t grad_accumulate;
+  /*
+   0 (default) or 1: also set the columns [classes, grad_row_stride) of
+   every gradient row to 0 (the linear call: [dim, stride) of grad_hidden
+   and grad_weight rows), so a padded vocabulary's gradient is ready for
+   the next matrix product. The gradient buffer must then hold rows x
+   grad_row_stride values (the last row's padding included).
+   */
+  uint32_t grad_zero_padding;
 } XentOptions;
 
 /*
@@ -116,79 +142,70 @@ typedef struct XentShardStats {
    */
   float weight_sum;
 } XentShardStats;
-
 /*
- Success.
+ The statistics of a shard without classes: merging them into any
+ others changes no bit (−0 is the additive identity).
  */
-#define XENT_STATUS_OK 0
+#define XentShardStats_EMPTY (XentShardStats){ .max = f32_NEG_INFINITY, .sum_exp = 0.0, .target_logit = -0.0, .weighted_logit_sum = -0.0, .weight_sum = -0.0 }
 
-/*
- A required pointer was NULL.
- */
-#define XENT_STATUS_NULL_POINTER 1
+enum XentStatusCode {
+  /*
+   Success.
+   */
+  XENT_STATUS_OK = 0,
+  /*
+   A required pointer was NULL.
+   */
+  XENT_STATUS_NULL_POINTER = 1,
+  /*
+   classes == 0, a stride below classes, or mismatched shapes.
+   */
+  XENT_STATUS_INVALID_SHAPE = 2,
+  /*
+   A bad option value, struct_size, alignment or buffer overlap.
+   */
+  XENT_STATUS_INVALID_ARGUMENT = 3,
+  /*
+   A label outside [0, classes) that is not ignore_index.
+   */
+  XENT_STATUS_LABEL_OUT_OF_RANGE = 4,
+  /*
+   rows × stride (or a buffer's byte size) does not fit the address space.
+   */
+  XENT_STATUS_SIZE_OVERFLOW = 5,
+  /*
+   Memory for the threaded path could not be allocated.
+   */
+  XENT_STATUS_ALLOCATION_FAILED = 6,
+  /*
+   A bug in xent (a caught panic) or a parallel_for that skipped tasks.
+   */
+  XENT_STATUS_INTERNAL_ERROR = 7,
+  /*
+   This build lacks what the call needs: a no_std build (without the `std`
+   feature) has no 16-bit or fused linear calls.
+   */
+  XENT_STATUS_UNSUPPORTED = 8
+};
 
-/*
- classes == 0, a stride below classes, or mismatched shapes.
- */
-#define XENT_STATUS_INVALID_SHAPE 2
-
-/*
- A bad option value, struct_size, alignment or buffer overlap.
- */
-#define XENT_STATUS_INVALID_ARGUMENT 3
-
-/*
- A label outside [0, classes) that is not ignore_index.
- */
-#define XENT_STATUS_LABEL_OUT_OF_RANGE 4
-
-/*
- rows × stride (or a buffer's byte size) does not fit the address space.
- */
-#define XENT_STATUS_SIZE_OVERFLOW 5
-
-/*
- Memory for the threaded path could not be allocated.
- */
-#define XENT_STATUS_ALLOCATION_FAILED 6
-
-/*
- A bug in xent (a caught panic) or a parallel_for that skipped tasks.
- */
-#define XENT_STATUS_INTERNAL_ERROR 7
-
-/*
- This build lacks what the call needs: a no_std build (without the `std`
- feature) has no 16-bit or fused linear calls.
- */
-#define XENT_STATUS_UNSUPPORTED 8
-
-/*
- Weighted mean over kept rows: 'mean'.
- */
-#define XENT_REDUCTION_MEAN 0
-
-/*
- Sum over rows: 'sum'.
- */
-#define XENT_REDUCTION_SUM 1
-
-/*
- One loss per row: 'none'.
- */
-#define XENT_REDUCTION_NONE 2
+enum XentReductionCode {
+  /*
+   Weighted mean over kept rows: 'mean'.
+   */
+  XENT_REDUCTION_MEAN = 0,
+  /*
+   Sum over rows: 'sum'.
+   */
+  XENT_REDUCTION_SUM = 1,
+  /*
+   One loss per row: 'none'.
+   */
+  XENT_REDUCTION_NONE = 2
+};
 
 #ifdef __cplusplus
 extern "C" {
-#endif // __cplusplus
-
-/*
- The precompiled `core` of a target that unwinds (x86-64 or aarch64 Linux)
- refers to the unwinder's personality routine. A no_std build never
- unwinds (panic = abort, and the handler above halts), so it is never
- called; it only has to exist for the static library to link.
- */
-void rust_eh_personality(void);
+#endif /* __cplusplus */
 
 /*
  The default options: MEAN, ignore_index -100, no weights, no smoothing,
@@ -628,7 +645,7 @@ XentStatus xent_shard_backward_kept(const float *kept,
                                     size_t grad_row_stride);
 
 #ifdef __cplusplus
-}  // extern "C"
-#endif  // __cplusplus
+}  /* extern "C" */
+#endif  /* __cplusplus */
 
 #endif  /* XENT_H */

@@ -16,8 +16,10 @@ const PARALLEL_MIN_ELEMS: usize = 1 << 18;
 /// Upper bound on built-in threads per call.
 #[cfg(feature = "std")]
 const MAX_THREADS: usize = 256;
-/// Blocks handed to a caller's pool per `parallel_for` call: their slots live
-/// on the stack, so a call with more blocks makes one call per round.
+/// Without std, blocks handed to a caller's pool per `parallel_for` call:
+/// their slots live on the stack, so a call with more blocks makes one call
+/// per round.
+#[cfg(not(feature = "std"))]
 const ROUND: usize = 64;
 
 /// Rows per block for rows of `cols` classes: a multiple of 16 when rows are
@@ -157,8 +159,41 @@ fn collect<B>(slots: &[Slot<B>], first: usize, total: &mut (f64, f64)) -> Result
     Ok(())
 }
 
-/// The caller's pool, in rounds of up to [`ROUND`] blocks whose slots are on
-/// the stack: nothing is allocated.
+/// The caller's pool, invoked once for all the blocks: their slots are a
+/// table allocated for the call (as xent's own threads use), so a caller's
+/// fork/join happens once per pass however many blocks there are.
+#[cfg(feature = "std")]
+fn run_pool<B: Send>(
+    pool: &dyn ParallelFor,
+    blocks: impl ExactSizeIterator<Item = B>,
+    work: impl Fn(B) -> (f64, f64) + Sync,
+) -> Result<(f64, f64)> {
+    let slots = slot_table(blocks)?;
+    // A task index out of range is ignored, one run twice finds its block taken.
+    pool.run(slots.len(), &|i: usize| {
+        if let Some(slot) = slots.get(i) {
+            slot.run(&work);
+        }
+    });
+    let mut total = (0.0, 0.0);
+    collect(&slots, 0, &mut total)?;
+    Ok(total)
+}
+
+/// The slots of every block, in order.
+#[cfg(feature = "std")]
+fn slot_table<B>(blocks: impl ExactSizeIterator<Item = B>) -> Result<Vec<Slot<B>>> {
+    let mut slots: Vec<Slot<B>> = Vec::new();
+    slots
+        .try_reserve_exact(blocks.len())
+        .map_err(|_| Error::new(ErrorKind::AllocationFailed, "cannot allocate the block table"))?;
+    slots.extend(blocks.map(|b| Slot::new(Some(b))));
+    Ok(slots)
+}
+
+/// Without std (no allocator) the caller's pool runs in rounds of up to
+/// [`ROUND`] blocks whose slots are on the stack.
+#[cfg(not(feature = "std"))]
 fn run_pool<B: Send>(
     pool: &dyn ParallelFor,
     mut blocks: impl ExactSizeIterator<Item = B>,
@@ -190,11 +225,7 @@ fn run_threads<B: Send>(
     blocks: impl ExactSizeIterator<Item = B>,
     work: impl Fn(B) -> (f64, f64) + Sync,
 ) -> Result<(f64, f64)> {
-    let mut slots: Vec<Slot<B>> = Vec::new();
-    slots
-        .try_reserve_exact(blocks.len())
-        .map_err(|_| Error::new(ErrorKind::AllocationFailed, "cannot allocate the block table"))?;
-    slots.extend(blocks.map(|b| Slot::new(Some(b))));
+    let slots = slot_table(blocks)?;
     let next = core::sync::atomic::AtomicUsize::new(0);
     let worker = || {
         loop {

@@ -311,7 +311,7 @@ fn rows() -> Vec<Row> {
             ],
         },
         Row {
-            input: "`classes`, `dim`, `shard_classes` or `total_classes` is 0",
+            input: "`classes`, `dim` or `total_classes` is 0",
             status: Some(XENT_STATUS_INVALID_SHAPE),
             outputs: UNTOUCHED,
             calls: &[
@@ -346,9 +346,6 @@ fn rows() -> Vec<Row> {
                         null_mut(),
                         0,
                     )
-                },
-                |b| unsafe {
-                    xent_shard_stats(b.logits.as_ptr(), R, 0, C, 0, C, b.labels.as_ptr(), null(), b.stats.as_mut_ptr())
                 },
                 |b| unsafe {
                     xent_shard_stats(b.logits.as_ptr(), R, C, C, 0, 0, b.labels.as_ptr(), null(), b.stats.as_mut_ptr())
@@ -587,6 +584,49 @@ fn rows() -> Vec<Row> {
                 |b| fused(b, &opts(|o| o.logit_softcap = f32::NAN)),
                 |b| fused(b, &opts(|o| o.logit_softcap = -30.0)),
             ],
+        },
+        Row {
+            input: "`grad_scale` NaN or infinite",
+            status: Some(XENT_STATUS_INVALID_ARGUMENT),
+            outputs: UNTOUCHED,
+            calls: &[
+                |b| fused(b, &opts(|o| o.grad_scale = f32::NAN)),
+                |b| fused(b, &opts(|o| o.grad_scale = f32::NEG_INFINITY)),
+            ],
+        },
+        Row {
+            input: "`grad_accumulate` or `grad_zero_padding` other than 0 or 1",
+            status: Some(XENT_STATUS_INVALID_ARGUMENT),
+            outputs: UNTOUCHED,
+            calls: &[
+                |b| fused(b, &opts(|o| o.grad_accumulate = 2)),
+                |b| fwd(b, &opts(|o| o.grad_zero_padding = u32::MAX)),
+            ],
+        },
+        Row {
+            input: "`grad_accumulate` with the gradient in place (`grad_logits == logits`)",
+            status: Some(XENT_STATUS_INVALID_ARGUMENT),
+            outputs: UNTOUCHED,
+            calls: &[|b| {
+                let o = opts(|o| o.grad_accumulate = 1);
+                let logits = b.logits.as_mut_ptr();
+                // SAFETY: valid buffers of the sizes passed.
+                unsafe {
+                    xent_forward_backward(
+                        logits,
+                        R,
+                        C,
+                        C,
+                        b.labels.as_ptr(),
+                        &o,
+                        b.loss.as_mut_ptr(),
+                        null_mut(),
+                        null_mut(),
+                        logits,
+                        C,
+                    )
+                }
+            }],
         },
         Row {
             input: "`struct_size` 0, below `sizeof(size_t)` or above this library's `sizeof(XentOptions)`",
@@ -859,6 +899,36 @@ fn rows() -> Vec<Row> {
                         null_mut(),
                     )
                 }
+            }],
+        },
+        Row {
+            input: "a vocabulary shard of 0 classes (`shard_classes == 0`: more ranks than classes, or an uneven split)",
+            status: None,
+            outputs: "neutral statistics (`max` −inf, the sums 0), which change nothing when merged; its backward writes nothing",
+            calls: &[|b| {
+                let s =
+                    unsafe { xent_shard_stats(null(), R, 0, 0, C, C, b.labels.as_ptr(), null(), b.stats.as_mut_ptr()) };
+                assert!(b.stats.iter().all(|st| st.max == f32::NEG_INFINITY && st.sum_exp == 0.0));
+                let before = bytes(&b.grad);
+                let (stats, up) = (b.stats.clone(), [1.0f32]);
+                let s2 = unsafe {
+                    xent_shard_backward(
+                        null(),
+                        R,
+                        0,
+                        0,
+                        C,
+                        C,
+                        b.labels.as_ptr(),
+                        null(),
+                        stats.as_ptr(),
+                        up.as_ptr(),
+                        b.grad.as_mut_ptr(),
+                        0,
+                    )
+                };
+                assert_eq!(bytes(&b.grad), before);
+                if s == XENT_STATUS_OK { s2 } else { s }
             }],
         },
         Row {

@@ -65,6 +65,9 @@ class _Options(_c.Structure):
         ("num_threads", _c.c_uint32),
         ("parallel_for", _vp),
         ("parallel_ctx", _vp),
+        ("grad_scale", _c.c_float),
+        ("grad_accumulate", _c.c_uint32),
+        ("grad_zero_padding", _c.c_uint32),
     ]
 
 

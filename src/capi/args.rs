@@ -31,6 +31,9 @@ pub(crate) fn default_options() -> XentOptions {
         num_threads: 0,
         parallel_for: None,
         parallel_ctx: core::ptr::null_mut(),
+        grad_scale: 1.0,
+        grad_accumulate: 0,
+        grad_zero_padding: 0,
     }
 }
 
@@ -77,9 +80,33 @@ pub(super) unsafe fn read_options(p: *const XentOptions) -> Result<XentOptions> 
         logit_softcap,
         num_threads,
         parallel_for,
-        parallel_ctx
+        parallel_ctx,
+        grad_scale,
+        grad_accumulate,
+        grad_zero_padding
     );
+    for (name, v) in [("grad_accumulate", o.grad_accumulate), ("grad_zero_padding", o.grad_zero_padding)] {
+        if v > 1 {
+            return fail(ErrorKind::InvalidArgument, format_args!("{name} is {v} (expected 0 or 1)"));
+        }
+    }
     Ok(o)
+}
+
+/// Values a gradient buffer of `rows × cols` at `stride` must hold: the
+/// matrix's extent, or every row's padding too with `grad_zero_padding`.
+pub(super) fn grad_extent(o: &XentOptions, what: &str, rows: usize, cols: usize, stride: usize) -> Result<usize> {
+    let ext = check_shape(what, rows, cols, stride)?;
+    if o.grad_zero_padding == 0 {
+        return Ok(ext);
+    }
+    match rows.checked_mul(stride) {
+        Some(n) if n <= isize::MAX as usize / 4 => Ok(n),
+        _ => fail(
+            ErrorKind::SizeOverflow,
+            format_args!("{what}: {rows} rows of stride {stride} (grad_zero_padding) overflow the address space"),
+        ),
+    }
 }
 
 pub(super) fn reduction(r: XentReduction) -> Result<Reduction> {
@@ -213,6 +240,9 @@ pub(super) fn safe_options<'a>(
         logit_softcap: o.logit_softcap,
         num_threads: o.num_threads,
         parallel_for: pool.map(|p| p as &dyn ParallelFor),
+        grad_scale: o.grad_scale,
+        grad_accumulate: o.grad_accumulate != 0,
+        grad_zero_padding: o.grad_zero_padding != 0,
     }
 }
 
@@ -364,7 +394,7 @@ impl<T: Element> Call<T> {
         let ext = check_shape("logits", rows, classes, self.row_stride)?;
         let grads = self.kind != Kind::Forward;
         let in_place = grads && core::ptr::eq(self.grad, self.logits) && !self.logits.is_null();
-        let gext = if grads { check_shape("grad_logits", rows, classes, self.grad_stride)? } else { 0 };
+        let gext = if grads { grad_extent(&o, "grad_logits", rows, classes, self.grad_stride)? } else { 0 };
         let targets_ext = match self.targets {
             RawTargets::Probs(_, stride) => check_shape("targets", rows, classes, stride)?,
             RawTargets::Labels(_) => rows,

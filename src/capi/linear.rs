@@ -6,7 +6,7 @@
 use core::ffi::c_void;
 
 #[cfg(feature = "std")]
-use super::args::{CPool, Regions, read_options, reduction, safe_options};
+use super::args::{CPool, Regions, grad_extent, read_options, reduction, safe_options};
 use super::status::XentOptions;
 #[cfg(feature = "std")]
 use crate::linear::{self, Linear, LinearGrads};
@@ -103,11 +103,11 @@ impl LinearCall {
         let wext = check_shape("weight", classes, dim, self.weight_stride)?;
         let grads = self.grads.as_ref();
         let ghext = match grads.filter(|g| !g.hidden.is_null()) {
-            Some(g) => check_shape("grad_hidden", rows, dim, g.hidden_stride)?,
+            Some(g) => grad_extent(&o, "grad_hidden", rows, dim, g.hidden_stride)?,
             None => 0,
         };
         let gwext = match grads.filter(|g| !g.weight.is_null()) {
-            Some(g) => check_shape("grad_weight", classes, dim, g.weight_stride)?,
+            Some(g) => grad_extent(&o, "grad_weight", classes, dim, g.weight_stride)?,
             None => 0,
         };
         let n_loss = if red == Reduction::None { rows } else { 1 };

@@ -1,7 +1,7 @@
 //! The sharded calls' arguments: options, shapes, every pointer, then
 //! overlap of outputs with everything else, before any slice exists.
 
-use super::args::{CPool, Regions, read_options, reduction, safe_options};
+use super::args::{CPool, Regions, grad_extent, read_options, reduction, safe_options};
 use super::status::XentOptions;
 use crate::loss::shard::{self, ShardLayout, ShardStats};
 use crate::loss::{LogitsGrad, Matrix, MatrixMut, Reduction, Result, check_shape};
@@ -27,7 +27,7 @@ impl ShardCall {
         // SAFETY: forwarded from the caller.
         let o = unsafe { read_options(self.options)? };
         let red = reduction(o.reduction)?;
-        let ext = check_shape("logits", self.rows, self.shard_classes, self.row_stride)?;
+        let ext = shard_extent("logits", self.rows, self.shard_classes, self.row_stride)?;
         let mut r = Regions::new("no output may overlap another buffer");
         let logits = r.input("logits", self.logits, ext)?;
         let labels = r.input("labels", self.labels, self.rows)?;
@@ -54,8 +54,8 @@ impl ShardCall {
         let o = unsafe { read_options(self.options)? };
         let red = reduction(o.reduction)?;
         let rows = self.rows;
-        let ext = check_shape("logits", rows, self.shard_classes, self.row_stride)?;
-        let kext = check_shape("kept", rows, self.shard_classes, kept_stride)?;
+        let ext = shard_extent("logits", rows, self.shard_classes, self.row_stride)?;
+        let kext = shard_extent("kept", rows, self.shard_classes, kept_stride)?;
         let in_place = core::ptr::eq(kept, self.logits) && kept_stride == self.row_stride && !kept.is_null();
         let mut r = Regions::new("only kept == logits with the same stride is allowed");
         let logits = if in_place { None } else { Some(r.input("logits", self.logits, ext)?) };
@@ -92,8 +92,15 @@ impl ShardCall {
         let red = reduction(o.reduction)?;
         let rows = self.rows;
         let src = if local.is_some() { "kept" } else { "logits" };
-        let ext = check_shape(src, rows, self.shard_classes, self.row_stride)?;
-        let gext = check_shape("grad_logits", rows, self.shard_classes, grad_stride)?;
+        let ext = shard_extent(src, rows, self.shard_classes, self.row_stride)?;
+        let gext = if self.shard_classes == 0 && o.grad_zero_padding != 0 {
+            // Only the padding of a shard without classes is written.
+            grad_extent(&o, "grad_logits", rows, 1, grad_stride.max(1))?.min(rows.saturating_mul(grad_stride))
+        } else if self.shard_classes == 0 {
+            0
+        } else {
+            grad_extent(&o, "grad_logits", rows, self.shard_classes, grad_stride)?
+        };
         let in_place = core::ptr::eq(grad, self.logits) && grad_stride == self.row_stride && !grad.is_null();
         let n_up = if red == Reduction::None { rows } else { 1 };
         let mut r = Regions::new(if local.is_some() {
@@ -141,6 +148,12 @@ impl ShardCall {
             Some(data) => LogitsGrad::Separate { logits: Matrix { data, rows, cols, stride }, grad: dst },
         }
     }
+}
+
+/// Values a shard's matrix spans: none for a shard without classes (more
+/// ranks than classes, or an uneven split), whose calls read no logits.
+fn shard_extent(what: &str, rows: usize, cols: usize, stride: usize) -> Result<usize> {
+    if cols == 0 { Ok(0) } else { check_shape(what, rows, cols, stride) }
 }
 
 /// `xent_shard_loss`.

@@ -75,6 +75,26 @@ pub struct XentOptions {
     pub parallel_for: XentParallelFor,
     /// Passed to parallel_for as its first argument.
     pub parallel_ctx: *mut c_void,
+    /// Finite (default 1): every gradient a call writes is the gradient of
+    /// grad_scale times its loss (for the backward calls, on top of
+    /// grad_loss), e.g. 1/N with XENT_REDUCTION_NONE for per-row losses and
+    /// the mean's gradient in one pass. Losses, lse and argmax are unchanged.
+    pub grad_scale: f32,
+    /// 0 (default) or 1: add gradients into the caller's buffers
+    /// (grad_logits; grad_hidden, grad_weight and grad_bias of the linear
+    /// call) instead of overwriting them. Each element gets exactly old + g,
+    /// g being what the call writes without it (16-bit: the widened old value
+    /// plus the float32 gradient, rounded once to nearest even; the linear
+    /// call's products add in their own order); rows whose label is
+    /// ignore_index are left as they are. With grad_logits == logits it is
+    /// XENT_STATUS_INVALID_ARGUMENT.
+    pub grad_accumulate: u32,
+    /// 0 (default) or 1: also set the columns [classes, grad_row_stride) of
+    /// every gradient row to 0 (the linear call: [dim, stride) of grad_hidden
+    /// and grad_weight rows), so a padded vocabulary's gradient is ready for
+    /// the next matrix product. The gradient buffer must then hold rows x
+    /// grad_row_stride values (the last row's padding included).
+    pub grad_zero_padding: u32,
 }
 
 /// A message as C reads it: its bytes and a NUL (a NUL inside becomes a space).

@@ -289,6 +289,8 @@ dispatch! {
     fn tanh_store_max(io: Io<'_>, cap: f32) -> f32;
     /// `Σ exp(z' − shift)`, optionally storing each term.
     fn sum_exp(io: Io<'_>, how: Logit, shift: f32, next: &[f32]) -> f64;
+    /// `Σ exp(z' − shift)` for any shift (the exp does not assume `z' ≤ shift`).
+    fn sum_exp_any(io: Io<'_>, how: Logit, shift: f32, next: &[f32]) -> f64;
     /// Σexp of a raw chunk and the max of the next one.
     fn sum_exp_max_ahead(io: Io<'_>, shift: f32, ahead: &[f32], next: &[f32]) -> (f64, f32);
     /// `(Σ c, Σ c·(z' − shift))`.

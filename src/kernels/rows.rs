@@ -353,13 +353,25 @@ fn prefetch_at<S: Simd>(s: S, next: Ahead, off: usize) {
 /// the way, so this compute-bound pass also streams the next row from DRAM.
 #[inline(always)]
 pub(crate) fn sum_exp<S: Simd>(s: S, io: Io<'_>, how: Logit, shift: f32, next: &[f32]) -> f64 {
+    sum_exp_with(s, io, how, shift, next, true)
+}
+
+/// [`sum_exp`] for a shift that need not bound the row (such as a caller's
+/// log-sum-exp): the exp is exact for any argument, +inf where it overflows.
+#[inline(always)]
+pub(crate) fn sum_exp_any<S: Simd>(s: S, io: Io<'_>, how: Logit, shift: f32, next: &[f32]) -> f64 {
+    sum_exp_with(s, io, how, shift, next, false)
+}
+
+#[inline(always)]
+fn sum_exp_with<S: Simd>(s: S, io: Io<'_>, how: Logit, shift: f32, next: &[f32], bounded: bool) -> f64 {
     let next = Ahead::of(next);
     let mut sum = Sum::new(s);
     let sh = s.splat(shift);
     for_chunks!(s, io, f32::NEG_INFINITY, |x, off, n| {
         prefetch_at(s, next, off);
         let (z, _) = logit(s, how, x);
-        let e = exp_nonpositive(s, s.sub(z, sh));
+        let e = if bounded { exp_nonpositive(s, s.sub(z, sh)) } else { exp(s, s.sub(z, sh)) };
         let e = if n == LANES { e } else { s.select(lanes_below(s, n), e, s.splat(0.0)) };
         sum.add(e);
         e

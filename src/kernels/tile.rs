@@ -22,8 +22,11 @@ pub(crate) struct Tile<'a> {
     pub z_scale: [f32; LANES],
     pub z_loss: f32,
     /// A backward call's log-sum-exp from the caller: then
-    /// `p = exp(z − lse)` instead of `exp(z − max) / Σexp`.
+    /// `p = exp(z − lse) / Σ exp(z − lse)` instead of `exp(z − max) / Σexp`.
     pub lse: Option<[f32; LANES]>,
+    /// Add the gradient to what `dst` holds (ignored rows are left as they
+    /// are) instead of overwriting it.
+    pub accumulate: bool,
 }
 
 /// Per-row results of a tile.
@@ -63,10 +66,16 @@ pub(crate) fn tile<S: Simd>(s: S, t: Tile<'_>, out: &mut TileOut) {
     // caller's lse, e_j = exp(z_j − lse) and inv = 1.
     let (lse, inv, losses) = if let Some(given) = t.lse {
         let lse = s.load(&given);
+        let mut sum = zero;
         for c in col.iter_mut().take(cols) {
             *c = exp(s, s.sub(*c, lse));
+            sum = s.add(sum, *c);
         }
-        (lse, s.splat(1.0), None)
+        // Σ exp(z − lse) is 1 but for the rounding of lse: dividing by it
+        // makes p as precise as without lse. A sum of 0 or +inf (an lse that
+        // is not the row's) makes the row NaN.
+        let ok = s.lt(zero, s.select(s.lt(sum, s.splat(f32::INFINITY)), sum, zero));
+        (lse, s.select(ok, s.div(s.splat(1.0), sum), nan), None)
     } else {
         let mut sum = zero;
         for c in col.iter_mut().take(cols) {
@@ -97,7 +106,13 @@ pub(crate) fn tile<S: Simd>(s: S, t: Tile<'_>, out: &mut TileOut) {
     let tiny = s.div(s.splat(f32::MIN_POSITIVE), s.abs(a));
     for (j, &e) in col.iter().enumerate().take(cols) {
         let g = s.fma_unless_tiny(a, e, zero, tiny);
-        let g = s.select(s.eq(label, s.splat(j as f32)), s.sub(g, d), g);
-        s.scatter_strided(dst, j, dst_stride, n, keep(g));
+        let g = keep(s.select(s.eq(label, s.splat(j as f32)), s.sub(g, d), g));
+        let g = if t.accumulate {
+            let old = s.gather_strided(dst, j, dst_stride, n, 0.0);
+            s.select(kept, s.add(old, g), old)
+        } else {
+            g
+        };
+        s.scatter_strided(dst, j, dst_stride, n, g);
     }
 }

@@ -20,8 +20,8 @@ use core::ops::Range;
 use gemm::{Tiles, View, ViewMut, gemm};
 
 use crate::loss::{
-    Chunked, Error, ErrorKind, ForwardOut, Matrix, MatrixMut, Options, Reduction, Result, RowOuts, check_len,
-    check_matrix,
+    Chunked, Error, ErrorKind, ForwardOut, Matrix, MatrixMut, Options, Reduction, Result, RowOuts, check_grad_buffer,
+    check_len, check_matrix, zero_padding,
 };
 use crate::parallel::{self, Exec};
 
@@ -117,7 +117,7 @@ fn err<T>(kind: ErrorKind, msg: impl core::fmt::Display) -> Result<T> {
 }
 
 /// Shapes of a call: `(rows, dim, classes)`, after checking every matrix.
-fn check(lin: &Linear<'_>, grads: Option<&LinearGrads<'_>>) -> Result<(usize, usize, usize)> {
+fn check(lin: &Linear<'_>, grads: Option<&LinearGrads<'_>>, options: &Options<'_>) -> Result<(usize, usize, usize)> {
     let (rows, dim, classes) = (lin.hidden.rows, lin.hidden.cols, lin.weight.rows);
     if dim == 0 {
         return err(ErrorKind::InvalidShape, "dim must be at least 1");
@@ -150,6 +150,9 @@ fn check(lin: &Linear<'_>, grads: Option<&LinearGrads<'_>>) -> Result<(usize, us
     };
     same("grad_hidden", &g.hidden, (rows, dim))?;
     same("grad_weight", &g.weight, (classes, dim))?;
+    for m in [&g.hidden, &g.weight].into_iter().flatten() {
+        check_grad_buffer(options, false, m.data.len(), m.rows, m.stride)?;
+    }
     if let Some(b) = &g.bias {
         check_len("grad_bias", b.len(), classes)?;
     }
@@ -346,7 +349,7 @@ impl Head<'_, '_> {
         g: View<'_>,
         h: View<'_>,
         (gh, gw, gb): (Option<ViewMut<'_>>, Option<ViewMut<'_>>, Option<&mut [f32]>),
-        beta: f32,
+        (beta_hidden, beta): (f32, f32),
     ) -> Result<()> {
         let tasks = GradTasks {
             hidden: gh.map(|v| v.col_tiles(TILE_DIM)),
@@ -359,7 +362,7 @@ impl Head<'_, '_> {
         let work = h.n_rows().saturating_mul(self.dim).saturating_mul(self.classes);
         parallel::run(Exec::for_tasks(self.options, tasks.len(), work), tasks, |task| {
             match task {
-                GradTask::Hidden(r, mut c) => gemm(g, self.weight.cols(r), 0.0, &mut c),
+                GradTask::Hidden(r, mut c) => gemm(g, self.weight.cols(r), beta_hidden, &mut c),
                 GradTask::Weight(r, w, b) => {
                     if let Some(mut w) = w {
                         gemm(g.cols(r.clone()).t(), h, beta, &mut w);
@@ -413,7 +416,7 @@ fn run(
     grads: Option<LinearGrads<'_>>,
     workspace: Option<&mut [f32]>,
 ) -> Result<()> {
-    let (rows, dim, classes) = check(&lin, grads.as_ref())?;
+    let (rows, dim, classes) = check(&lin, grads.as_ref(), options)?;
     let fused = grads.is_some();
     let chunked = Chunked::new(fused, rows, classes, labels, options)?;
     chunked.check_out(&out)?;
@@ -435,7 +438,8 @@ fn run(
     // Everything is valid from here on; outputs are written.
     let ForwardOut { loss, lse: mut lse_out, argmax: mut argmax_out } = out;
     let none = options.reduction == Reduction::None;
-    if let Some(b) = grads.bias.as_deref_mut() {
+    let acc = options.grad_accumulate;
+    if let Some(b) = grads.bias.as_deref_mut().filter(|_| !acc) {
         b[..classes].fill(0.0);
     }
     let work = Work::carve(ws, chunk, need);
@@ -505,11 +509,18 @@ fn run(
                 }
             });
             let gw = grads.weight.as_mut().map(|m| ViewMut::new(m.data, classes, dim, m.stride));
-            let beta = if first_grad { 0.0 } else { 1.0 };
-            head.grads(g, h, (gh, gw, grads.bias.as_deref_mut()), beta)?;
+            let beta = if first_grad && !acc { 0.0 } else { 1.0 };
+            let beta_hidden = if acc && contiguous { 1.0 } else { 0.0 };
+            head.grads(g, h, (gh, gw, grads.bias.as_deref_mut()), (beta_hidden, beta))?;
             if let (Some(m), false) = (grads.hidden.as_mut(), contiguous) {
                 for (k, i) in rows_of_chunk.take(n_kept).enumerate() {
-                    m.data[i * m.stride..][..dim].copy_from_slice(&work.grad_hidden[k * need.dim_stride..][..dim]);
+                    let (to, from) =
+                        (&mut m.data[i * m.stride..][..dim], &work.grad_hidden[k * need.dim_stride..][..dim]);
+                    if acc {
+                        to.iter_mut().zip(from).for_each(|(t, &f)| *t += f);
+                    } else {
+                        to.copy_from_slice(from);
+                    }
                 }
             }
             first_grad = false;
@@ -523,13 +534,21 @@ fn run(
         if none && !with_ignored {
             loss[i] = 0.0;
         }
-        if let Some(m) = grads.hidden.as_mut() {
+        if let Some(m) = grads.hidden.as_mut().filter(|_| !acc) {
             m.data[i * m.stride..][..dim].fill(0.0);
         }
     }
-    if first_grad && let Some(m) = grads.weight.as_mut() {
+    if first_grad
+        && !acc
+        && let Some(m) = grads.weight.as_mut()
+    {
         for i in 0..classes {
             m.data[i * m.stride..][..dim].fill(0.0);
+        }
+    }
+    if options.grad_zero_padding {
+        for m in [grads.hidden.as_mut(), grads.weight.as_mut()].into_iter().flatten() {
+            zero_padding(m.data, m.rows, dim, m.stride);
         }
     }
     if !none {

@@ -2,7 +2,7 @@
 //! float32 scratch allocated for the call.
 
 use super::plan::{Mode, Plan};
-use super::{Block, Half, Layout, Result, RowOuts, Rows16, block_work, blocks};
+use super::{Block, Half, Layout, Result, RowOuts, Rows16, block_work, blocks, row};
 use crate::kernels;
 use crate::loss::{Error, ErrorKind, Options};
 use crate::parallel::{self, Exec};
@@ -36,6 +36,9 @@ pub(super) fn run_half(
     // there are at most as many as blocks running at once) and returns it.
     let free: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
     let size = br.min(rows.max(1)) * cols;
+    // The float32 code overwrites its dense scratch; accumulating and the
+    // padding concern only the 16-bit gradient.
+    let inner = Plan { accumulate: false, zero_padding: false, ..plan.clone() };
     let work = |mut b: Block<'_, u16>| {
         let mut scratch = free.lock().ok().and_then(|mut f| f.pop()).unwrap_or_default();
         if scratch.is_empty() {
@@ -46,7 +49,7 @@ pub(super) fn run_half(
             scratch.resize(size, 0.0f32);
         }
         let n = b.rows * cols;
-        let acc = half_block(plan, (kind, stream), (ss, ds), want_argmax, &mut b, &mut scratch[..n]);
+        let acc = half_block((plan, &inner), (kind, stream), (ss, ds), want_argmax, &mut b, &mut scratch[..n]);
         if let Ok(mut f) = free.lock() {
             f.push(scratch);
         }
@@ -81,9 +84,11 @@ fn widen_block(
     }
 }
 
-/// One block of [`run_half`] in `scratch` (`b.rows × cols` floats).
+/// One block of [`run_half`] in `scratch` (`b.rows × cols` floats): the
+/// float32 rows run under `inner` (the call's plan without the 16-bit
+/// gradient's options), then the gradient is rounded into place.
 fn half_block(
-    plan: &Plan<'_>,
+    (plan, inner): (&Plan<'_>, &Plan<'_>),
     (kind, stream): (Half, bool),
     (ss, ds): (usize, usize),
     want_argmax: bool,
@@ -113,15 +118,38 @@ fn half_block(
     let next = unsafe { b.next.align_to::<f32>().1 };
     let block = Block { first: b.first, rows: b.rows, src, next, dst, loss: outs.0, lse: outs.1, argmax: outs.2 };
     let in16 = in_row.then_some(Rows16 { kind, src: from, stride });
-    let acc = block_work(plan, &Layout { src_stride: cols, dst_stride: cols }, want_argmax, block, in16);
+    let acc = block_work(inner, &Layout { src_stride: cols, dst_stride: cols }, want_argmax, block, in16);
     if let Some(d) = b.dst.as_deref_mut() {
-        if ds == cols {
+        if plan.accumulate {
+            for k in (0..b.rows).filter(|&k| !matches!(row::target(plan, b.first + k), row::Target::Ignored)) {
+                narrow_add(plan.isa, kind, &scratch[k * cols..][..cols], &mut d[k * ds..][..cols]);
+            }
+        } else if ds == cols {
             kernels::half::narrow(plan.isa, kind, scratch, d, stream);
         } else {
             for k in 0..b.rows {
                 kernels::half::narrow(plan.isa, kind, &scratch[k * cols..][..cols], &mut d[k * ds..][..cols], stream);
             }
         }
+        if plan.zero_padding {
+            super::zero_padding(d, b.rows, cols, ds);
+        }
     }
     acc
+}
+
+/// `dst ← round(widen(dst) + g)`: a 16-bit gradient row accumulated, a
+/// piece at a time through a stack buffer (the widening is exact and the
+/// sum one float32 addition, so every path gives the same bits).
+fn narrow_add(isa: kernels::Isa, kind: Half, g: &[f32], dst: &mut [u16]) {
+    const PIECE: usize = 1024;
+    let mut buf = [0.0f32; PIECE];
+    for (g, d) in g.chunks(PIECE).zip(dst.chunks_mut(PIECE)) {
+        let old = &mut buf[..g.len()];
+        kernels::half::widen(isa, kind, d, old);
+        for (o, &x) in old.iter_mut().zip(g) {
+            *o += x;
+        }
+        kernels::half::narrow(isa, kind, old, d, false);
+    }
 }

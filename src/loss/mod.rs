@@ -20,7 +20,7 @@ pub use types::*;
 pub(crate) use plan::check_shape;
 use plan::{Mode, Plan};
 #[cfg(feature = "std")]
-pub(crate) use plan::{check_len, check_matrix};
+pub(crate) use plan::{check_grad_buffer, check_len, check_matrix};
 use scan::Widen;
 
 use crate::kernels::{Ahead, Rows};
@@ -137,6 +137,7 @@ fn block_work(
     };
     let (ss, ds) = (layout.src_stride, layout.dst_stride);
     if plan.short_path() {
+        let none = b.dst.is_none();
         let mut out = [row::RowOut::default(); short::BATCH];
         for k0 in (0..b.rows).step_by(short::BATCH) {
             let n = short::BATCH.min(b.rows - k0);
@@ -155,6 +156,9 @@ fn block_work(
             for (k, r) in out[..n].iter().enumerate() {
                 emit(k0 + k, r);
             }
+        }
+        if plan.zero_padding && !none {
+            zero_padding(b.dst.as_deref_mut().expect("a gradient"), b.rows, cols, ds);
         }
         return acc;
     }
@@ -193,7 +197,22 @@ fn block_work(
         };
         emit(k, &r);
     }
+    if plan.zero_padding
+        && let Some(d) = b.dst
+    {
+        zero_padding(d, b.rows, cols, ds);
+    }
     acc
+}
+
+/// Sets the padding `[cols, stride)` of each of `rows` rows of `dst` to 0
+/// (`dst` holds `rows × stride` values).
+pub(crate) fn zero_padding<T: Copy + Default>(dst: &mut [T], rows: usize, cols: usize, stride: usize) {
+    if stride > cols {
+        for k in 0..rows {
+            dst[k * stride + cols..(k + 1) * stride].fill(T::default());
+        }
+    }
 }
 
 /// Runs float32 rows of `plan` and returns the sums of their (cross-entropy,
@@ -268,7 +287,14 @@ fn check_logits<T>(m: &Matrix<'_, T>) -> Result<()> {
 /// Shape, layout, logits (unless in place) and gradient buffer of a call.
 type Split<'a, T> = (usize, usize, Layout, Option<&'a [T]>, &'a mut [T]);
 
-fn split<T>(io: LogitsGrad<'_, T>) -> Result<Split<'_, T>> {
+fn split<'a, T>(io: LogitsGrad<'a, T>, options: &Options<'_>) -> Result<Split<'a, T>> {
+    let in_place = matches!(io, LogitsGrad::InPlace(_));
+    let s = split_io(io)?;
+    plan::check_grad_buffer(options, in_place, s.4.len(), s.0, s.2.dst_stride)?;
+    Ok(s)
+}
+
+fn split_io<T>(io: LogitsGrad<'_, T>) -> Result<Split<'_, T>> {
     match io {
         LogitsGrad::Separate { logits, grad } => {
             check_logits(&logits)?;
@@ -320,7 +346,7 @@ pub fn backward<T: Element>(
     options: &Options<'_>,
     upstream: Upstream<'_>,
 ) -> Result<()> {
-    let (rows, cols, layout, src, dst) = split(io)?;
+    let (rows, cols, layout, src, dst) = split(io, options)?;
     let mut plan = Plan::new(Mode::Backward, rows, cols, targets, options, Some(upstream))?;
     // A separate float32 gradient larger than the caches is written around them.
     plan.stream = src.is_some()
@@ -338,7 +364,7 @@ pub fn forward_backward<T: Element>(
     options: &Options<'_>,
     out: ForwardOut<'_>,
 ) -> Result<()> {
-    let (rows, cols, layout, src, dst) = split(io)?;
+    let (rows, cols, layout, src, dst) = split(io, options)?;
     let plan = Plan::new(Mode::Fused, rows, cols, targets, options, None)?;
     plan.check_out(&out)?;
     run_call(&plan, options, layout, src.map(T::view), Some(T::view_mut(dst)), out)
@@ -359,7 +385,10 @@ impl<'a> Chunked<'a> {
     /// get their gradient, others only their forward outputs.
     pub(crate) fn new(fused: bool, rows: usize, cols: usize, labels: &'a [i32], options: &Options<'a>) -> Result<Self> {
         let mode = if fused { Mode::Fused } else { Mode::Forward };
-        Ok(Chunked { plan: Plan::new(mode, rows, cols, Targets::Labels(labels), options, None)? })
+        let plan = Plan::new(mode, rows, cols, Targets::Labels(labels), options, None)?;
+        // The chunks' logits become their gradient in the workspace: the
+        // caller's gradient options apply to the products made from it.
+        Ok(Chunked { plan: Plan { accumulate: false, zero_padding: false, ..plan } })
     }
 
     /// Checks the whole call's outputs.

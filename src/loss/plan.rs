@@ -34,13 +34,18 @@ pub(crate) struct Plan<'a> {
     /// the z-loss part (kept rows).
     pub ce_denominator: f64,
     pub z_denominator: f64,
-    /// `(1/ce_denominator, 1/z_denominator)` for a mean, else `(1, 1)`.
+    /// `(1/ce_denominator, 1/z_denominator)` for a mean, else `(1, 1)`,
+    /// times the gradient scale.
     pub mean_scales: (f64, f64),
     pub upstream: Option<Upstream<'a>>,
     pub isa: Isa,
     /// Write a separate float32 gradient with streaming stores (it is much
     /// larger than the caches and nothing reads it back).
     pub stream: bool,
+    /// Add the gradient into the destination (`Options::grad_accumulate`).
+    pub accumulate: bool,
+    /// Zero the gradient rows' padding (`Options::grad_zero_padding`).
+    pub zero_padding: bool,
 }
 
 fn err<T>(kind: ErrorKind, msg: impl core::fmt::Display) -> Result<T> {
@@ -109,8 +114,38 @@ fn check_options(o: &Options<'_>, cols: usize) -> Result<()> {
             format_args!("logit_softcap {} must be finite and >= 0 (0 = off)", o.logit_softcap),
         );
     }
+    if !o.grad_scale.is_finite() {
+        return err(ErrorKind::InvalidArgument, format_args!("grad_scale {} must be finite", o.grad_scale));
+    }
     if let Some(w) = o.class_weights {
         check_len("class_weights", w.len(), cols)?;
+    }
+    Ok(())
+}
+
+/// Checks a gradient buffer's arrangement against the gradient options:
+/// accumulating needs a buffer of its own, and zeroing the padding needs
+/// every row's padding, the last one's included.
+pub(crate) fn check_grad_buffer(o: &Options<'_>, in_place: bool, len: usize, rows: usize, stride: usize) -> Result<()> {
+    if o.grad_accumulate && in_place {
+        return err(
+            ErrorKind::InvalidArgument,
+            "grad_accumulate needs a gradient buffer of its own (the gradient cannot accumulate over the logits)",
+        );
+    }
+    if o.grad_zero_padding {
+        match rows.checked_mul(stride) {
+            Some(need) if need <= len => {}
+            Some(need) => {
+                return err(
+                    ErrorKind::InvalidShape,
+                    format_args!(
+                        "grad_zero_padding: the gradient holds {len} values but {rows} rows of stride {stride} need {need}"
+                    ),
+                );
+            }
+            None => return err(ErrorKind::SizeOverflow, "grad_zero_padding: rows x stride overflows"),
+        }
     }
     Ok(())
 }
@@ -181,13 +216,18 @@ impl<'a> Plan<'a> {
             weight_total,
             ce_denominator,
             z_denominator,
-            mean_scales: match o.reduction {
-                Reduction::Mean => (1.0 / ce_denominator, 1.0 / z_denominator),
-                Reduction::Sum | Reduction::None => (1.0, 1.0),
+            mean_scales: {
+                let k = f64::from(o.grad_scale);
+                match o.reduction {
+                    Reduction::Mean => (k / ce_denominator, k / z_denominator),
+                    Reduction::Sum | Reduction::None => (k, k),
+                }
             },
             upstream,
             isa: Isa::active(),
             stream: false,
+            accumulate: o.grad_accumulate,
+            zero_padding: o.grad_zero_padding,
         })
     }
 

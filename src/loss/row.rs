@@ -13,7 +13,10 @@
 use super::plan::{Mode, Plan};
 use super::scan::{RowIo, Scan, Widen, scan};
 use super::types::Targets;
-use crate::kernels::{self, Coef, Grad, Io, Logit};
+use crate::kernels::{self, Ahead, Coef, Grad, Io, Logit};
+
+/// Floats per piece of an accumulated gradient row (a stack buffer in L1).
+const ACC_PIECE: usize = 1024;
 
 /// What a row contributes.
 #[derive(Clone, Copy, Debug, Default)]
@@ -202,10 +205,14 @@ impl Plan<'_> {
         i: usize,
         src: Option<&[f32]>,
         dst: &mut [f32],
-        (next, mut half, grad_next): (&[f32], Option<Widen<'_>>, kernels::Ahead),
+        (next, mut half, grad_next): (&[f32], Option<Widen<'_>>, Ahead),
         want_argmax: bool,
     ) -> RowOut {
         debug_assert_eq!(self.mode, Mode::Fused);
+        if self.accumulate {
+            let src = src.expect("an accumulated gradient has a buffer of its own");
+            return self.fused_row_accumulate(i, src, dst, next, want_argmax);
+        }
         let t = target(self, i);
         if let Some(h) = half.filter(|_| want_argmax) {
             // The argmax pass reads the whole row first: widen it all.
@@ -240,33 +247,123 @@ impl Plan<'_> {
                     // Chunk c's exps are relative to its base: rescale by exp(base − max).
                     for (c, start) in (0..dst.len()).step_by(s.chunk).enumerate() {
                         let r = start..(start + s.chunk).min(dst.len());
-                        let rescale = crate::fmath::exp(f64::from(s.chunk_base[c]) - f64::from(s.max));
                         let g = Grad {
                             logit: Logit::Raw,
                             stored_exp: true,
                             shift: 0.0,
                             bounded: true,
-                            a: (a * rescale / s.sum) as f32,
+                            a: (a * s.rescale(c) / s.sum) as f32,
                             coef: coef.slice(r.clone()),
                         };
                         kernels::grad_ahead(self.isa, Io::InPlace(&mut dst[r.clone()]), g, grad_next.range(r));
                     }
                 }
             }
-            self.fix_label(t, dst, label_k, s.ty);
+            if let Some((y, d)) = self.label_fix(t, label_k, s.ty) {
+                dst[y] -= d;
+            }
         }
         out
     }
 
-    /// Subtracts the label's one-hot term: `grad_y −= k·(1 − t_y²)`.
-    #[inline]
-    pub(super) fn fix_label(&self, t: Target<'_>, dst: &mut [f32], k: f64, ty: f32) {
-        if let Target::Label(y) = t {
-            let f = match self.logit {
-                Logit::Raw => 1.0,
-                _ => crate::fmath::fmaf(-ty, ty, 1.0),
+    /// [`Plan::fused_row`] adding its gradient into `dst`: the scan only
+    /// reads the row, and the gradient pass computes each exp again with
+    /// the shift and scale the stored one would have had, so every element
+    /// gets exactly `old + ` the value the overwriting call writes.
+    fn fused_row_accumulate(&self, i: usize, src: &[f32], dst: &mut [f32], next: &[f32], want_argmax: bool) -> RowOut {
+        let t = target(self, i);
+        let argmax = self.argmax(src, want_argmax);
+        let s = self.scan(t, RowIo::Read(src), next, None);
+        let out = self.finish(t, &s, argmax);
+        if matches!(t, Target::Ignored) {
+            return out;
+        }
+        if s.sum.is_nan() {
+            dst.fill(f32::NAN);
+            return out;
+        }
+        let lse = Self::lse_of(s.max, s.sum);
+        let (a, coef, label_k) = self.grad_terms(i, t, s.total, lse);
+        let fix = self.label_fix(t, label_k, s.ty);
+        if let Logit::Softcap(_) = self.logit {
+            let g =
+                Grad { logit: self.logit, stored_exp: false, shift: s.max, bounded: true, a: (a / s.sum) as f32, coef };
+            self.put_grad(Some(src), dst, g, Ahead::NONE, fix);
+            return out;
+        }
+        for (c, start) in (0..dst.len()).step_by(s.chunk).enumerate() {
+            let r = start..(start + s.chunk).min(dst.len());
+            // The shift the scan's exps of this chunk were taken against (0
+            // while every value so far was −inf).
+            let shift = if s.chunk_base[c] == f32::NEG_INFINITY { 0.0 } else { s.chunk_base[c] };
+            let g = Grad {
+                logit: Logit::Raw,
+                stored_exp: false,
+                shift,
+                bounded: true,
+                a: (a * s.rescale(c) / s.sum) as f32,
+                coef: coef.slice(r.clone()),
             };
-            dst[y] -= (k as f32) * f;
+            let fix = fix.filter(|&(y, _)| r.contains(&y)).map(|(y, d)| (y - r.start, d));
+            self.put_grad(Some(&src[r.clone()]), &mut dst[r], g, Ahead::NONE, fix);
+        }
+        out
+    }
+
+    /// The label's one-hot term of the gradient, `k·(1 − t_y²)`, and where
+    /// it is subtracted (class-index targets only).
+    #[inline]
+    pub(super) fn label_fix(&self, t: Target<'_>, k: f64, ty: f32) -> Option<(usize, f32)> {
+        match t {
+            Target::Label(y) => {
+                let f = match self.logit {
+                    Logit::Raw => 1.0,
+                    _ => crate::fmath::fmaf(-ty, ty, 1.0),
+                };
+                Some((y, (k as f32) * f))
+            }
+            _ => None,
+        }
+    }
+
+    /// Writes the gradient pass `g` over `src` (or `dst` in place) into
+    /// `dst`, then subtracts the label's term `fix`. With the plan's
+    /// `accumulate`, the row is made a piece at a time in a stack buffer
+    /// and added to `dst`, so each element gets exactly `old + ` the value
+    /// written without it.
+    pub(super) fn put_grad(
+        &self,
+        src: Option<&[f32]>,
+        dst: &mut [f32],
+        g: Grad<'_>,
+        ahead: Ahead,
+        fix: Option<(usize, f32)>,
+    ) {
+        if !self.accumulate {
+            let io = match src {
+                Some(s) if self.stream => Io::Stream(s, dst),
+                Some(s) => Io::Map(s, dst),
+                None => Io::InPlace(dst),
+            };
+            kernels::grad_ahead(self.isa, io, g, ahead);
+            if let Some((y, d)) = fix {
+                dst[y] -= d;
+            }
+            return;
+        }
+        let src = src.expect("an accumulated gradient has a buffer of its own");
+        let mut piece = [0.0f32; ACC_PIECE];
+        for start in (0..dst.len()).step_by(ACC_PIECE) {
+            let r = start..(start + ACC_PIECE).min(dst.len());
+            let tmp = &mut piece[..r.len()];
+            let gr = Grad { coef: g.coef.slice(r.clone()), ..g };
+            kernels::grad_ahead(self.isa, Io::Map(&src[r.clone()], tmp), gr, ahead.range(r.clone()));
+            if let Some((y, d)) = fix.filter(|&(y, _)| r.contains(&y)) {
+                tmp[y - r.start] -= d;
+            }
+            for (o, &x) in dst[r].iter_mut().zip(tmp.iter()) {
+                *o += x;
+            }
         }
     }
 
@@ -276,45 +373,90 @@ impl Plan<'_> {
         debug_assert_eq!(self.mode, Mode::Backward);
         let t = target(self, i);
         if matches!(t, Target::Ignored) {
-            dst.fill(0.0);
+            if !self.accumulate {
+                dst.fill(0.0);
+            }
             return;
+        }
+        if let Some(l) = self.upstream.and_then(|u| u.lse).map(|l| l[i]) {
+            return self.backward_given_lse(i, t, (src, dst), l, next);
         }
         let how = self.logit;
         let row: &[f32] = src.unwrap_or(dst);
-        // p_j = exp(z'_j − max) / Σexp when computing it here (exact shift);
-        // with the caller's lse, p_j = exp(z'_j − lse), as precise as that f32.
-        let given = self.upstream.and_then(|u| u.lse).map(|l| l[i]);
-        let (shift, inv_sum, lse, total, ty) = match given {
-            Some(l) => {
-                let ty = match t {
-                    Target::Label(y) => kernels::logit_one(row[y], how).1,
-                    _ => 0.0,
-                };
-                let total = match self.dot_coef(t) {
-                    Some(cf) if matches!(t, Target::Probs(_)) => kernels::coef_dot(self.isa, row, how, l, cf).0,
-                    _ => self.weight_total,
-                };
-                (l, 1.0, f64::from(l), total, ty)
-            }
-            None => {
-                let s = self.scan(t, RowIo::Read(row), next, None);
-                (s.max, 1.0 / s.sum, Self::lse_of(s.max, s.sum), s.total, s.ty)
-            }
-        };
+        // p_j = exp(z'_j − max) / Σexp, with the row's exact max.
+        let s = self.scan(t, RowIo::Read(row), next, None);
+        let lse = Self::lse_of(s.max, s.sum);
         if lse.is_nan() {
             dst.fill(f32::NAN);
             return;
         }
-        let (a, coef, label_k) = self.grad_terms(i, t, total, lse);
-        let g = Grad { logit: how, stored_exp: false, shift, bounded: given.is_none(), a: (a * inv_sum) as f32, coef };
-        let io = match src {
-            Some(s) if self.stream => Io::Stream(s, dst),
-            Some(s) => Io::Map(s, dst),
-            None => Io::InPlace(dst),
+        let (a, coef, label_k) = self.grad_terms(i, t, s.total, lse);
+        let g =
+            Grad { logit: how, stored_exp: false, shift: s.max, bounded: true, a: (a * (1.0 / s.sum)) as f32, coef };
+        // The scan already fetched the next row.
+        self.put_grad(src, dst, g, Ahead::NONE, self.label_fix(t, label_k, s.ty));
+    }
+
+    /// [`Plan::backward_row`] given the forward's log-sum-exp `l`, as
+    /// precise as without it at any offset: `e_j = exp(z'_j − l)` and their
+    /// sum `S` (1 up to the rounding of `l`), then `p_j = e_j / S`. Raw
+    /// logits keep `e_j` in `dst` and scale them while they are in the
+    /// caches (one pass over memory); under a softcap, or accumulating, the
+    /// gradient pass computes them again from the logits. A sum that is 0
+    /// or overflows (an `l` that is not the row's: more than ~87 away from
+    /// it) makes the row NaN.
+    fn backward_given_lse(
+        &self,
+        i: usize,
+        t: Target<'_>,
+        (src, dst): (Option<&[f32]>, &mut [f32]),
+        l: f32,
+        next: &[f32],
+    ) {
+        let how = self.logit;
+        let (ty, total) = {
+            let row: &[f32] = src.unwrap_or(dst);
+            let ty = match t {
+                Target::Label(y) => kernels::logit_one(row[y], how).1,
+                _ => 0.0,
+            };
+            let total = match self.dot_coef(t) {
+                Some(cf) if matches!(t, Target::Probs(_)) => kernels::coef_dot(self.isa, row, how, l, cf).0,
+                _ => self.weight_total,
+            };
+            (ty, total)
         };
-        // The scan, when it ran, already fetched the next row.
-        let ahead = if given.is_some() { kernels::Ahead::of(next) } else { kernels::Ahead::NONE };
-        kernels::grad_ahead(self.isa, io, g, ahead);
-        self.fix_label(t, dst, label_k, ty);
+        if l.is_nan() {
+            dst.fill(f32::NAN);
+            return;
+        }
+        let store = how == Logit::Raw && !self.accumulate;
+        let sum = if store {
+            let io = match src {
+                Some(s) => Io::Map(s, dst),
+                None => Io::InPlace(dst),
+            };
+            kernels::sum_exp_any(self.isa, io, Logit::Raw, l, next)
+        } else {
+            kernels::sum_exp_any(self.isa, Io::Read(src.unwrap_or(dst)), how, l, next)
+        };
+        if !(sum > 0.0 && sum.is_finite()) {
+            dst.fill(f32::NAN);
+            return;
+        }
+        let lse = f64::from(l) + crate::fmath::ln(sum);
+        let (a, coef, label_k) = self.grad_terms(i, t, total, lse);
+        let a = (a / sum) as f32;
+        let fix = self.label_fix(t, label_k, ty);
+        if store {
+            let g = Grad { logit: Logit::Raw, stored_exp: true, shift: 0.0, bounded: true, a, coef };
+            kernels::grad(self.isa, Io::InPlace(dst), g);
+            if let Some((y, d)) = fix {
+                dst[y] -= d;
+            }
+        } else {
+            let g = Grad { logit: how, stored_exp: false, shift: l, bounded: false, a, coef };
+            self.put_grad(src, dst, g, Ahead::NONE, fix);
+        }
     }
 }

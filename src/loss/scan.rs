@@ -65,6 +65,14 @@ pub(crate) struct Scan {
     pub chunk: usize,
 }
 
+impl Scan {
+    /// The factor that takes chunk `c`'s stored exps to the row's max:
+    /// `exp(base_c − max)` (0 for a chunk of only −inf values).
+    pub(crate) fn rescale(&self, c: usize) -> f64 {
+        crate::fmath::exp(f64::from(self.chunk_base[c]) - f64::from(self.max))
+    }
+}
+
 /// Scans a row; see the module docs. `coef` (unscaled) is dotted with
 /// `z' − max` when given; `label` is where `zy`/`ty` are read; `next` is the
 /// next row, prefetched along the way.

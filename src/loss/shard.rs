@@ -36,6 +36,18 @@ pub struct ShardStats {
     pub weight_sum: f32,
 }
 
+impl ShardStats {
+    /// The statistics of a shard without classes: merging them into any
+    /// others changes no bit (−0 is the additive identity).
+    pub const EMPTY: ShardStats = ShardStats {
+        max: f32::NEG_INFINITY,
+        sum_exp: 0.0,
+        target_logit: -0.0,
+        weighted_logit_sum: -0.0,
+        weight_sum: -0.0,
+    };
+}
+
 /// Where a shard's classes sit among all classes.
 #[derive(Clone, Copy, Debug)]
 pub struct ShardLayout {
@@ -87,9 +99,13 @@ pub fn shard_stats(
     options: &Options<'_>,
     stats: &mut [ShardStats],
 ) -> Result<()> {
-    Plan::check_logits("logits", logits.data.len(), logits.rows, logits.cols, logits.stride)?;
+    check_shard("logits", logits.data.len(), logits.rows, logits.cols, logits.stride)?;
     let p = plan(Mode::Forward, logits.rows, logits.cols, layout, labels, options, None)?;
     super::plan::check_len("stats", stats.len(), logits.rows)?;
+    if logits.cols == 0 {
+        stats[..logits.rows].fill(ShardStats::EMPTY);
+        return Ok(());
+    }
     let (n, ls) = (logits.cols, logits.stride);
     let shape = (logits.rows, n);
     for_blocks(options, shape, Some((logits.data, ls)), None, &mut stats[..logits.rows], |b| {
@@ -117,6 +133,10 @@ pub fn shard_stats_keep(
     let Pair { src, dst: kept, rows, cols: n, src_stride: ss } = split(io, ("logits", "kept"))?;
     let p = plan(Mode::Forward, rows, n, layout, labels, options, None)?;
     super::plan::check_len("stats", stats.len(), rows)?;
+    if n == 0 {
+        stats[..rows].fill(ShardStats::EMPTY);
+        return Ok(());
+    }
     let ks = kept.stride;
     let stream = src.is_some() && large(rows, ks);
     for_blocks(options, (rows, n), src.map(|s| (s, ss)), Some((kept.data, ks)), &mut stats[..rows], |b| {
@@ -302,7 +322,7 @@ struct Pair<'a> {
 fn split<'a>(io: LogitsGrad<'a>, (src_name, dst_name): (&str, &str)) -> Result<Pair<'a>> {
     let (src, dst, rows, n, ss) = match io {
         LogitsGrad::Separate { logits, grad } => {
-            Plan::check_logits(src_name, logits.data.len(), logits.rows, logits.cols, logits.stride)?;
+            check_shard(src_name, logits.data.len(), logits.rows, logits.cols, logits.stride)?;
             if (grad.rows, grad.cols) != (logits.rows, logits.cols) {
                 return err(ErrorKind::InvalidShape, format_args!("{dst_name} and {src_name} differ in shape"));
             }
@@ -313,8 +333,15 @@ fn split<'a>(io: LogitsGrad<'a>, (src_name, dst_name): (&str, &str)) -> Result<P
             (None, m, r, c, s)
         }
     };
-    Plan::check_logits(dst_name, dst.data.len(), rows, n, dst.stride)?;
+    check_shard(dst_name, dst.data.len(), rows, n, dst.stride)?;
     Ok(Pair { src, dst, rows, cols: n, src_stride: ss })
+}
+
+/// Checks a shard's matrix as [`Plan::check_logits`] does, except that a
+/// shard may have no classes at all (more ranks than classes, or an uneven
+/// split): then nothing of it is read or written.
+fn check_shard(what: &str, len: usize, rows: usize, cols: usize, stride: usize) -> Result<()> {
+    if cols == 0 { Ok(()) } else { Plan::check_logits(what, len, rows, cols, stride) }
 }
 
 /// Row `i` of a checked pair: its source (`None` in place), its destination
@@ -478,9 +505,11 @@ fn backward(
     grad_loss: &[f32],
 ) -> Result<()> {
     let names = if local.is_some() { ("kept", "grad_logits") } else { ("logits", "grad_logits") };
+    let in_place = matches!(io, LogitsGrad::InPlace(_));
     let Pair { src, dst: grad, rows, cols: n, src_stride: ss } = split(io, names)?;
+    super::plan::check_grad_buffer(options, in_place, grad.data.len(), rows, grad.stride)?;
     let up = Upstream { grad_loss, lse: None };
-    let p = plan(Mode::Backward, rows, n, layout, labels, options, Some(up))?;
+    let mut p = plan(Mode::Backward, rows, n, layout, labels, options, Some(up))?;
     super::plan::check_len("merged stats", merged.len(), rows)?;
     if let Some(local) = local {
         super::plan::check_len("local stats", local.len(), rows)?;
@@ -494,7 +523,14 @@ fn backward(
     let off = layout.class_offset;
     let ds = grad.stride;
     // A separate gradient larger than the caches is written around them.
-    let stream = src.is_some() && large(rows, ds);
+    p.stream = src.is_some() && large(rows, ds);
+    let p = p;
+    if n == 0 {
+        if p.zero_padding {
+            super::zero_padding(grad.data, rows, 0, ds);
+        }
+        return Ok(());
+    }
     let mut none: [ShardStats; 0] = [];
     for_blocks(options, (rows, n), src.map(|s| (s, ss)), Some((grad.data, ds)), &mut none[..], |b| {
         let dst_all = b.dst.expect("a gradient block");
@@ -506,7 +542,9 @@ fn backward(
             let t = super::row::target(&p, i);
             let l = lse_of(s);
             if matches!(t, Target::Ignored) {
-                dst.fill(0.0);
+                if !p.accumulate {
+                    dst.fill(0.0);
+                }
                 continue;
             }
             if l.is_nan() {
@@ -537,15 +575,11 @@ fn backward(
                 }
                 _ => None,
             };
-            let io = match row {
-                Some(r) if stream => Io::Stream(r, dst),
-                Some(r) => Io::Map(r, dst),
-                None => Io::InPlace(dst),
-            };
-            kernels::grad_ahead(p.isa, io, g, kernels::Ahead::of(next));
-            if let Some((local, ty)) = ty {
-                p.fix_label(Target::Label(local), dst, label_k, ty);
-            }
+            let fix = ty.and_then(|(local, ty)| p.label_fix(Target::Label(local), label_k, ty));
+            p.put_grad(row, dst, g, kernels::Ahead::of(next), fix);
+        }
+        if p.zero_padding {
+            super::zero_padding(dst_all, b.rows, n, ds);
         }
     })
 }

@@ -57,7 +57,24 @@ impl Plan<'_> {
         if self.mode == Mode::Backward {
             return self.backward_rows(b);
         }
+        if self.accumulate {
+            // The batch kernels store exps into the gradient: row by row on
+            // the long path instead, whose results are the batch's.
+            return self.fused_rows(b, want_argmax, out);
+        }
         self.row_batch(b, want_argmax, out)
+    }
+
+    /// A fused batch that is no tile, row by row on the long path.
+    fn fused_rows(&self, b: Batch<'_>, want_argmax: bool, out: &mut [RowOut]) {
+        let Batch { first, rows: Rows { src, src_stride: ss, dst, dst_stride: ds, rows, .. } } = b;
+        let dst = dst.expect("a fused call has a gradient");
+        let none = (&[][..], None, kernels::Ahead::NONE);
+        for k in 0..rows {
+            let src = src.map(|x| &x[k * ss..k * ss + self.cols]);
+            let d = &mut dst[k * ds..k * ds + self.cols];
+            out[k] = self.fused_row(first + k, src, d, none, want_argmax);
+        }
     }
 
     /// A backward batch that is no tile: row by row on the long path.
@@ -95,7 +112,16 @@ impl Plan<'_> {
             v[..n].copy_from_slice(&l[b.first..b.first + n]);
             v
         });
-        let t = Tile { rows: b.rows, label, weight, ce_scale, z_scale, z_loss: self.z_scale, lse };
+        let t = Tile {
+            rows: b.rows,
+            label,
+            weight,
+            ce_scale,
+            z_scale,
+            z_loss: self.z_scale,
+            lse,
+            accumulate: self.accumulate,
+        };
         let mut r = TileOut { ce: [0.0; BATCH], z: [0.0; BATCH], lse: [0.0; BATCH] };
         kernels::tile(self.isa, t, &mut r);
         for k in 0..n {
@@ -150,7 +176,11 @@ impl Plan<'_> {
             match targets[k] {
                 Target::Ignored => row.fill(0.0),
                 _ if sum[k].is_nan() => row.fill(f32::NAN),
-                t => self.fix_label(t, row, label_k[k], 0.0),
+                t => {
+                    if let Some((y, d)) = self.label_fix(t, label_k[k], 0.0) {
+                        row[y] -= d;
+                    }
+                }
             }
         }
     }

@@ -43,6 +43,20 @@ pub struct Options<'a> {
     pub num_threads: u32,
     /// The caller's pool; when set it runs the row blocks instead of xent's threads.
     pub parallel_for: Option<&'a dyn ParallelFor>,
+    /// Every gradient written is the gradient of `grad_scale ×` the loss (for
+    /// backward calls, on top of `grad_loss`); losses, lse and argmax are
+    /// unchanged. Must be finite (default 1).
+    pub grad_scale: f32,
+    /// Add gradients into the caller's buffers instead of overwriting them
+    /// (never in place). Rows whose label is `ignore_index` are left as they
+    /// are; other values get exactly `old + g`, where `g` is what the call
+    /// writes without this option (16-bit: the widened old value plus the
+    /// float32 gradient, rounded once). Default false.
+    pub grad_accumulate: bool,
+    /// Set the columns `[cols, stride)` of every gradient row to 0, so a
+    /// padded gradient is ready for the next matrix product; the gradient
+    /// buffer must then hold `rows × stride` values. Default false.
+    pub grad_zero_padding: bool,
 }
 
 impl Default for Options<'_> {
@@ -56,6 +70,9 @@ impl Default for Options<'_> {
             logit_softcap: 0.0,
             num_threads: 0,
             parallel_for: None,
+            grad_scale: 1.0,
+            grad_accumulate: false,
+            grad_zero_padding: false,
         }
     }
 }
@@ -71,6 +88,9 @@ impl fmt::Debug for Options<'_> {
             .field("logit_softcap", &self.logit_softcap)
             .field("num_threads", &self.num_threads)
             .field("parallel_for", &self.parallel_for.is_some())
+            .field("grad_scale", &self.grad_scale)
+            .field("grad_accumulate", &self.grad_accumulate)
+            .field("grad_zero_padding", &self.grad_zero_padding)
             .finish()
     }
 }
