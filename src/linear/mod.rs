@@ -37,7 +37,7 @@ pub struct Linear<'a> {
 }
 
 /// Where gradients go; each `None` skips that gradient and its work. They are
-/// written, not accumulated.
+/// written, or added to with `Options::grad_accumulate`.
 #[derive(Debug, Default)]
 pub struct LinearGrads<'a> {
     /// `rows × dim`, the gradient with respect to `hidden`.
