@@ -489,10 +489,11 @@ XentStatus xent_linear_forward(const float *hidden,
 /*
  As xent_linear_forward, and the gradients of the reduced loss (for NONE,
  of the sum of row losses): `grad_hidden` (rows x dim), `grad_weight`
- (classes x dim) and `grad_bias` (classes). They are written, not
- accumulated; each may be NULL to skip it and its work. Rows whose label
+ (classes x dim) and `grad_bias` (classes). They are written (added to,
+ with grad_accumulate); each may be NULL to skip it and its work. Rows whose label
  is ignore_index cost no matrix product (unless `lse` or `argmax` is
- asked for, which needs their logits) and get a zero `grad_hidden` row.
+ asked for, which needs their logits) and get a zero `grad_hidden` row
+ (with grad_accumulate it is left as it is).
  Results are identical for every thread count and pool.
 
  # Safety

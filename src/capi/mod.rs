@@ -465,7 +465,8 @@ pub unsafe extern "C" fn xent_linear_forward(
 /// (classes x dim) and `grad_bias` (classes). They are written (added to,
 /// with grad_accumulate); each may be NULL to skip it and its work. Rows whose label
 /// is ignore_index cost no matrix product (unless `lse` or `argmax` is
-/// asked for, which needs their logits) and get a zero `grad_hidden` row.
+/// asked for, which needs their logits) and get a zero `grad_hidden` row
+/// (with grad_accumulate it is left as it is).
 /// Results are identical for every thread count and pool.
 ///
 /// # Safety
