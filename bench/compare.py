@@ -4,6 +4,7 @@
     python3 bench/compare.py [--threads N] [--shapes 2048x32000,262144x10] [--reps 7]
     python3 bench/compare.py --linear 4096x1024x32000 [--threads N] [--reps 3]
     python3 bench/compare.py --bf16 [--shapes 2048x32000] [--threads N]
+    python3 bench/compare.py --wrapper [--shapes 4096x32000] [--linear 4096x1024x32000] [--threads N]
 
 Loads target/release/libxent.so (run `make build` first) through ctypes.
 Times the fused forward+backward (gradient into a separate buffer) and the
@@ -15,6 +16,11 @@ data, thread count and process, so the ratios are like for like.
 --bf16 times the bfloat16 calls (xent_forward_backward_bf16) beside xent's
 float32 call on the same (widened) values and PyTorch's bfloat16
 F.cross_entropy + backward, and checks the losses agree.
+
+--wrapper times the PyTorch wrapper, xent.torch.cross_entropy (and with
+inplace_backward=True), beside F.cross_entropy, each as forward + backward
+(torch.autograd.grad) on float32 logits that require grad; with --linear,
+xent.torch.linear_cross_entropy joins the --linear table.
 
 --linear ROWSxDIMxCLASSES compares the fused linear + cross-entropy call
 (xent_linear_forward_backward) with PyTorch's F.linear + F.cross_entropy +
@@ -40,6 +46,7 @@ p.add_argument("--reps", type=int, default=7)
 p.add_argument("--lib", default=os.environ.get("XENT_LIBRARY", os.path.join(ROOT, "target/release/libxent.so")))
 p.add_argument("--linear", help="ROWSxDIMxCLASSES: compare the fused linear call instead")
 p.add_argument("--bf16", action="store_true", help="compare the bfloat16 calls instead")
+p.add_argument("--wrapper", action="store_true", help="compare the PyTorch wrapper instead")
 p.add_argument("--linear-child", help=argparse.SUPPRESS)
 args = p.parse_args()
 
@@ -59,7 +66,8 @@ class Options(ctypes.Structure):
         ("struct_size", ctypes.c_size_t), ("reduction", ctypes.c_uint32), ("ignore_index", ctypes.c_int32),
         ("class_weights", ctypes.c_void_p), ("label_smoothing", ctypes.c_float), ("z_loss_scale", ctypes.c_float),
         ("logit_softcap", ctypes.c_float), ("num_threads", ctypes.c_uint32), ("parallel_for", ctypes.c_void_p),
-        ("parallel_ctx", ctypes.c_void_p),
+        ("parallel_ctx", ctypes.c_void_p), ("grad_scale", ctypes.c_float), ("grad_accumulate", ctypes.c_uint32),
+        ("grad_zero_padding", ctypes.c_uint32),
     ]
 
 
@@ -142,6 +150,24 @@ def linear_child(who, shape):
             return float(loss[0])
 
         allocated_in_call = 0
+    elif who == "xent.torch":
+        import torch
+
+        sys.path.insert(0, os.path.join(ROOT, "python"))
+        os.environ.setdefault("XENT_LIBRARY", args.lib)
+        import xent.torch as xt
+
+        torch.set_num_threads(args.threads)
+        th, tw, tb = (torch.from_numpy(a).requires_grad_(True) for a in (h, w, b))
+        ty = torch.from_numpy(y.astype(np.int64))
+
+        def run():
+            th.grad = tw.grad = tb.grad = None
+            out = xt.linear_cross_entropy(th, tw, ty, tb)
+            out.backward()
+            return float(out.detach())
+
+        allocated_in_call = outputs
     else:
         import torch
         import torch.nn.functional as F
@@ -180,7 +206,7 @@ def linear_compare(shape):
     print("|---|---|---|---|---|")
     flops = 6.0 * rows * dim * classes  # three products of 2·rows·dim·classes
     losses = {}
-    for who in ("xent", "torch"):
+    for who in ("xent", "xent.torch", "torch") if args.wrapper else ("xent", "torch"):
         cmd = [sys.executable, os.path.abspath(__file__), "--linear-child", who, "--linear", shape,
                "--threads", str(args.threads), "--reps", str(args.reps), "--lib", args.lib]
         r = subprocess.run(cmd, capture_output=True, text=True)
@@ -192,9 +218,54 @@ def linear_compare(shape):
         losses[who] = d["loss"]
         print(f"| {who} | {d['time']*1e3:.0f} | {flops/d['time']/1e9:.1f} | {d['extra']/2**20:.1f} | {d['loss']:.6f} |",
               flush=True)
-    if len(losses) == 2:
-        a, b = losses["xent"], losses["torch"]
-        assert abs(a - b) <= 1e-4 * abs(b), losses
+    for who in ("xent", "xent.torch"):
+        if who in losses and "torch" in losses:
+            a, b = losses[who], losses["torch"]
+            assert abs(a - b) <= 1e-4 * abs(b), losses
+    if args.wrapper and "torch" in losses:
+        print("(time ratio torch / contender and peak ratio contender / torch follow from the table)")
+
+
+def wrapper_compare():
+    """xent.torch.cross_entropy beside F.cross_entropy, forward + backward."""
+    try:
+        import torch
+        import torch.nn.functional as F
+    except ImportError:
+        print("--wrapper skipped: torch is not installed")
+        return
+    sys.path.insert(0, os.path.join(ROOT, "python"))
+    os.environ.setdefault("XENT_LIBRARY", args.lib)
+    import xent.torch as xt
+
+    torch.set_num_threads(args.threads)
+    shapes = args.shapes if args.shapes != SHAPES else "4096x32000"
+    print(f"# PyTorch wrapper, float32, forward + backward, {args.threads} thread(s), median of {args.reps}")
+    print("| shape | F.cross_entropy ms | xent.torch ms | ratio | inplace_backward ms | ratio |")
+    print("|---|---|---|---|---|---|")
+    for shape in shapes.split(","):
+        rows, classes = (int(v) for v in shape.split("x"))
+        g = torch.Generator().manual_seed(0)
+        z0 = torch.randn(rows, classes, generator=g) * 2
+        y = torch.randint(0, classes, (rows,), generator=g)
+
+        def timed(f):
+            # A fresh copy of the logits per run, outside the timing.
+            ts, loss = [], None
+            for _ in range(args.reps + 1):
+                z = z0.clone().requires_grad_()
+                logits = z * 1.0  # a non-leaf, as a model's logits are
+                t = time.perf_counter()
+                loss = f(logits)
+                torch.autograd.grad(loss, logits)
+                ts.append(time.perf_counter() - t)
+            return statistics.median(ts[1:]), float(loss.detach())
+
+        tf, lf = timed(lambda z: F.cross_entropy(z, y))
+        tx, lx = timed(lambda z: xt.cross_entropy(z, y))
+        ti, li = timed(lambda z: xt.cross_entropy(z, y, inplace_backward=True))
+        assert abs(lx - lf) <= 1e-5 * abs(lf) and li == lx, (lf, lx, li)
+        print(f"| {shape} | {tf*1e3:.0f} | {tx*1e3:.0f} | {tf/tx:.1f}x | {ti*1e3:.0f} | {tf/ti:.1f}x |", flush=True)
 
 
 def bf16_compare():
@@ -260,8 +331,12 @@ if args.bf16:
 if args.linear_child:
     linear_child(args.linear_child, args.linear)
     sys.exit(0)
+if args.wrapper:
+    wrapper_compare()
 if args.linear:
     linear_compare(args.linear)
+    sys.exit(0)
+if args.wrapper:
     sys.exit(0)
 
 try:

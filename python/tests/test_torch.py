@@ -89,6 +89,201 @@ class Torch(unittest.TestCase):
         for u, v in zip(torch.autograd.grad(a, (h, w, b)), torch.autograd.grad(r, (h, w, b))):
             torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-6)
 
+    def test_positional_drop_in_and_legacy_arguments(self):
+        z = torch.randn(7, 5) * 2
+        y = torch.tensor([0, 4, -1, 2, 2, 3, 1])
+        w = torch.rand(5) + 0.2
+        y2 = y.clamp(min=0)
+        cases = [
+            ((z, y, None, None, -1), {}),
+            ((z, y2, w), {}),
+            ((z, y2, w, None, -100, None, "sum"), {}),
+            ((z, y2, None, None, -100, None, "none", 0.25), {}),
+            ((z, y2), {"size_average": False}),
+            ((z, y2), {"reduce": False}),
+            ((z, y2, w, True, -100, True), {}),
+        ]
+        import warnings
+
+        for args, kw in cases:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                a, b = xt.cross_entropy(*args, **kw), F.cross_entropy(*args, **kw)
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=f"{args[2:]} {kw}")
+
+    def test_float64_matches_pytorch_in_float64(self):
+        z = (torch.randn(6, 9, dtype=torch.float64) * 3).requires_grad_()
+        y = torch.tensor([0, 8, -100, 3, 3, 1])
+        for kw in ({}, {"label_smoothing": 0.1, "reduction": "sum"}, {"reduction": "none"}):
+            a, b = xt.cross_entropy(z, y, **kw), F.cross_entropy(z, y, **kw)
+            self.assertEqual(a.dtype, torch.float64)
+            torch.testing.assert_close(a, b)
+        # z-loss and softcap in float64 agree with the float32 kernel's.
+        zf = z.detach().float()
+        for kw in ({"z_loss_scale": 1e-3}, {"softcap": 5.0}, {"z_loss_scale": 1e-3, "softcap": 5.0, "reduction": "none"}):
+            torch.testing.assert_close(xt.cross_entropy(z, y, **kw).float(), xt.cross_entropy(zf, y, **kw), rtol=1e-5, atol=1e-6)
+
+    def test_no_gradient_work_without_grad_and_threads_follow_torch(self):
+        z = torch.randn(8, 6, requires_grad=True)
+        y = torch.randint(0, 6, (8,))
+        with torch.no_grad():
+            a = xt.cross_entropy(z, y)
+        self.assertIsNone(a.grad_fn)
+        torch.testing.assert_close(a, F.cross_entropy(z.detach(), y))
+        self.assertIsNone(xt.cross_entropy(z.detach(), y).grad_fn)
+        import xent.torch as mod
+
+        self.assertEqual(mod._resolve(mod._threads(None)), torch.get_num_threads())
+        self.assertEqual(mod._resolve(mod._threads(1)), 1)
+
+    def test_inplace_backward_writes_the_gradient_over_the_logits(self):
+        z = torch.randn(9, 13) * 3
+        y = torch.tensor([0, 12, -100, 5, 5, 1, 2, 3, 7])
+        for red in ("mean", "sum", "none"):
+            ref = z.clone().requires_grad_()
+            loss = F.cross_entropy(ref, y, reduction=red)
+            up = torch.rand_like(loss) + 0.5
+            g_ref, = torch.autograd.grad((loss * up).sum(), ref)
+            x = z.clone().requires_grad_()
+            logits = x * 1.0  # a non-leaf, as a model's logits
+            ours = xt.cross_entropy(logits, y, reduction=red, inplace_backward=True)
+            g, = torch.autograd.grad((ours * up).sum(), x)
+            torch.testing.assert_close(g, g_ref, rtol=1e-5, atol=1e-6)
+            # The logits' storage now holds the gradient (no allocation).
+            torch.testing.assert_close(logits.detach(), g_ref, rtol=1e-5, atol=1e-6)
+        # An op that saved the logits sees the write and refuses.
+        x = z.clone().requires_grad_()
+        logits = torch.tanh(x)  # tanh saves its output for its backward
+        loss = xt.cross_entropy(logits, y, inplace_backward=True)
+        with self.assertRaisesRegex(RuntimeError, "modified by an inplace operation"):
+            loss.backward()
+
+    def test_k_dimensional_inputs(self):
+        z = torch.randn(2, 5, 3, 4) * 2
+        y = torch.randint(0, 5, (2, 3, 4))
+        y[0, 1, 2] = -100
+        p = torch.softmax(torch.randn(2, 5, 3, 4), 1)
+        for red in ("mean", "sum", "none"):
+            self.compare(lambda: z.clone().requires_grad_(), y, reduction=red, label_smoothing=0.1)
+            self.compare(lambda: z.clone().requires_grad_(), p, reduction=red)
+        u = torch.randn(5, requires_grad=True)
+        torch.testing.assert_close(xt.cross_entropy(u, torch.tensor(3)), F.cross_entropy(u, torch.tensor(3)))
+
+    def test_linear_cross_entropy_without_grad_makes_no_gradients(self):
+        h, w = torch.randn(6, 8, requires_grad=True), torch.randn(11, 8, requires_grad=True)
+        y = torch.tensor([0, 10, 3, 3, -100, 1])
+        with torch.no_grad():
+            a = xt.linear_cross_entropy(h, w, y)
+        self.assertIsNone(a.grad_fn)
+        torch.testing.assert_close(a, F.cross_entropy(h.detach() @ w.detach().T, y))
+
+    def test_torch_compile_fullgraph_on_a_small_gpt(self):
+        import torch._dynamo as dynamo
+        from torch._dynamo.utils import counters
+
+        class Block(torch.nn.Module):
+            def __init__(self, d):
+                super().__init__()
+                self.ln = torch.nn.LayerNorm(d)
+                self.attn = torch.nn.MultiheadAttention(d, 2, batch_first=True)
+                self.mlp = torch.nn.Sequential(torch.nn.Linear(d, 4 * d), torch.nn.GELU(), torch.nn.Linear(4 * d, d))
+
+            def forward(self, x):
+                h = self.ln(x)
+                t = x.shape[1]
+                mask = torch.triu(torch.ones(t, t, dtype=torch.bool), 1)
+                x = x + self.attn(h, h, h, attn_mask=mask, need_weights=False)[0]
+                return x + self.mlp(x)
+
+        class GPT(torch.nn.Module):
+            def __init__(self, vocab=50, d=16, t=8):
+                super().__init__()
+                self.tok, self.pos = torch.nn.Embedding(vocab, d), torch.nn.Embedding(t, d)
+                self.block, self.head = Block(d), torch.nn.Linear(d, vocab)
+
+            def forward(self, idx, targets, loss_fn):
+                x = self.tok(idx) + self.pos(torch.arange(idx.shape[1]))
+                logits = self.head(self.block(x))
+                return loss_fn(logits.view(-1, logits.shape[-1]), targets.view(-1))
+
+        def train(loss_fn, compiled):
+            torch.manual_seed(3)
+            model = GPT()
+            opt = torch.optim.SGD(model.parameters(), lr=0.1)
+            step = model
+            if compiled:
+                step = torch.compile(model, fullgraph=True, backend="aot_eager")
+            g = torch.Generator().manual_seed(5)
+            losses = []
+            for _ in range(4):
+                idx = torch.randint(0, 50, (4, 8), generator=g)
+                tgt = torch.randint(0, 50, (4, 8), generator=g)
+                tgt[0, :2] = -100
+                opt.zero_grad()
+                loss = step(idx, tgt, loss_fn)
+                loss.backward()
+                opt.step()
+                losses.append(loss.detach())
+            return torch.stack(losses)
+
+        dynamo.reset()
+        counters.clear()
+        loss_fn = lambda z, y: xt.cross_entropy(z, y, label_smoothing=0.1)  # noqa: E731
+        compiled = train(loss_fn, True)
+        self.assertEqual(sum(counters["graph_break"].values()), 0, dict(counters["graph_break"]))
+        self.assertEqual(counters["stats"]["unique_graphs"], 1, "recompiled: " + str(dict(counters["stats"])))
+        torch.testing.assert_close(compiled, train(loss_fn, False), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(compiled, train(lambda z, y: F.cross_entropy(z, y, label_smoothing=0.1), False), rtol=1e-4, atol=1e-5)
+        # The fused linear head too.
+        dynamo.reset()
+        counters.clear()
+        h = torch.randn(12, 8, requires_grad=True)
+        w = torch.randn(30, 8, requires_grad=True)
+        y = torch.randint(0, 30, (12,))
+        f = torch.compile(lambda h, w, y: xt.linear_cross_entropy(h, w, y), fullgraph=True, backend="aot_eager")
+        a = f(h, w, y)
+        ga = torch.autograd.grad(a, (h, w))
+        b = F.cross_entropy(h @ w.T, y)
+        gb = torch.autograd.grad(b, (h, w))
+        torch.testing.assert_close(a, b)
+        for u, v in zip(ga, gb):
+            torch.testing.assert_close(u, v, rtol=1e-5, atol=1e-6)
+        self.assertEqual(sum(counters["graph_break"].values()), 0)
+
+    def test_vocab_parallel_over_gloo(self):
+        import os
+        import socket
+        import tempfile
+
+        import torch.multiprocessing as mp
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        for world, cuts in ((2, (0, 17, 40)), (3, (0, 25, 25, 40))):
+            with tempfile.TemporaryDirectory() as d:
+                mp.spawn(_vocab_parallel_rank, args=(world, cuts, port, d), nprocs=world, join=True)
+                for r in range(world):
+                    with open(os.path.join(d, f"{r}.ok")) as f:
+                        self.assertEqual(f.read(), "ok")
+            port += 1
+
+    def test_the_vocab_parallel_example_runs_on_two_processes(self):
+        import os
+        import socket
+        import subprocess
+        import sys
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+               "--master_addr", "127.0.0.1", "--master_port", str(port), os.path.join(root, "examples", "vocab_parallel.py")]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(r.stdout.count(": ok"), 2, r.stdout)
+
     def test_same_loss_curve_in_a_training_loop(self):
         def train(loss_fn):
             torch.manual_seed(1)
@@ -109,6 +304,47 @@ class Torch(unittest.TestCase):
         self.assertLess(ours[-1], ours[0] * 0.7, "the loop trains")
         for a, b in zip(ours, theirs):
             self.assertAlmostEqual(a, b, places=4)
+
+
+def _vocab_parallel_rank(rank, world, cuts, port, outdir):
+    """One process of the vocab-parallel test: its shard of the classes
+    against F.cross_entropy on the gathered logits, every option."""
+    import os
+
+    import torch.distributed as dist
+
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        torch.manual_seed(0)
+        rows, classes = 12, cuts[-1]
+        z = torch.randn(rows, classes) * 3
+        y = torch.randint(0, classes, (rows,))
+        y[3] = -100
+        w = torch.rand(classes) + 0.2
+        lo, hi = cuts[rank], cuts[rank + 1]
+        for kw in ({}, {"reduction": "sum", "weight": w}, {"reduction": "none", "label_smoothing": 0.1},
+                   {"label_smoothing": 0.2, "weight": w}, {"ignore_index": 5, "z_loss_scale": 1e-3}):
+            y[3] = kw.get("ignore_index", -100)
+            zl = kw.get("z_loss_scale", 0.0)
+            ref_kw = {k: v for k, v in kw.items() if k != "z_loss_scale"}
+            full = z.clone().requires_grad_()
+            ref = F.cross_entropy(full, y, **ref_kw)
+            if zl:
+                lse = torch.logsumexp(full, 1)
+                keep = (y != kw.get("ignore_index", -100)).float()
+                ref = ref + zl * (lse * lse * keep).sum() / keep.sum()
+            up = torch.rand_like(ref) + 0.5
+            g_ref, = torch.autograd.grad((ref * up).sum(), full)
+            shard = z[:, lo:hi].clone().requires_grad_()
+            ours = xt.vocab_parallel_cross_entropy(shard, y, lo, classes, **kw)
+            torch.testing.assert_close(ours, ref.detach(), rtol=1e-5, atol=1e-5)
+            g, = torch.autograd.grad((ours * up).sum(), shard)
+            torch.testing.assert_close(g, g_ref[:, lo:hi], rtol=1e-5, atol=1e-6)
+        with open(os.path.join(outdir, f"{rank}.ok"), "w") as f:
+            f.write("ok")
+    finally:
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
