@@ -249,21 +249,26 @@ def wrapper_compare():
         z0 = torch.randn(rows, classes, generator=g) * 2
         y = torch.randint(0, classes, (rows,), generator=g)
 
-        def timed(f):
+        def once(f):
             # A fresh copy of the logits per run, outside the timing.
-            ts, loss = [], None
-            for _ in range(args.reps + 1):
-                z = z0.clone().requires_grad_()
-                logits = z * 1.0  # a non-leaf, as a model's logits are
-                t = time.perf_counter()
-                loss = f(logits)
-                torch.autograd.grad(loss, logits)
-                ts.append(time.perf_counter() - t)
-            return statistics.median(ts[1:]), float(loss.detach())
+            z = z0.clone().requires_grad_()
+            logits = z * 1.0  # a non-leaf, as a model's logits are
+            t = time.perf_counter()
+            loss = f(logits)
+            torch.autograd.grad(loss, logits)
+            return time.perf_counter() - t, float(loss.detach())
 
-        tf, lf = timed(lambda z: F.cross_entropy(z, y))
-        tx, lx = timed(lambda z: xt.cross_entropy(z, y))
-        ti, li = timed(lambda z: xt.cross_entropy(z, y, inplace_backward=True))
+        contenders = (lambda z: F.cross_entropy(z, y), lambda z: xt.cross_entropy(z, y),
+                      lambda z: xt.cross_entropy(z, y, inplace_backward=True))
+        # Interleaved, so the machine's noise hits all three alike; the first
+        # round warms up.
+        times, losses = ([], [], []), [0.0] * 3
+        for r in range(args.reps + 1):
+            for k, f in enumerate(contenders):
+                t, losses[k] = once(f)
+                if r:
+                    times[k].append(t)
+        (tf, tx, ti), (lf, lx, li) = (statistics.median(t) for t in times), losses
         assert abs(lx - lf) <= 1e-5 * abs(lf) and li == lx, (lf, lx, li)
         print(f"| {shape} | {tf*1e3:.0f} | {tx*1e3:.0f} | {tf/tx:.1f}x | {ti*1e3:.0f} | {tf/ti:.1f}x |", flush=True)
 

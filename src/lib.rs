@@ -19,6 +19,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod capi;
+mod error;
 mod fmath;
 pub mod kernels;
 #[cfg(feature = "std")]

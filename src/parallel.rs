@@ -5,7 +5,14 @@
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use crate::loss::{Error, ErrorKind, Options, ParallelFor, Result};
+use crate::error::{Error, ErrorKind, Result};
+
+/// A pool that runs `n_tasks` tasks, each index exactly once, and returns when
+/// all are done. Implemented by the C API for a caller's `parallel_for`.
+pub trait ParallelFor: Sync {
+    /// Runs `task(i)` for every `i` in `0..n_tasks`, in any order and on any threads.
+    fn run(&self, n_tasks: usize, task: &(dyn Fn(usize) + Sync));
+}
 
 /// Logits per block of rows; blocks depend only on the shape, never on the
 /// number of threads.
@@ -29,6 +36,14 @@ pub(crate) fn block_rows(cols: usize) -> usize {
     if r >= 16 { r - r % 16 } else { r }
 }
 
+/// Who may run a call's blocks: the caller's pool, or up to `num_threads`
+/// of xent's own threads (0 = all cores for large calls).
+#[derive(Clone, Copy)]
+pub(crate) struct Workers<'a> {
+    pub pool: Option<&'a dyn ParallelFor>,
+    pub num_threads: u32,
+}
+
 /// How a call runs its blocks.
 #[derive(Clone, Copy)]
 pub(crate) enum Exec<'a> {
@@ -39,29 +54,29 @@ pub(crate) enum Exec<'a> {
 }
 
 impl<'a> Exec<'a> {
-    /// The execution a call on `rows × cols` logits gets under `o`.
-    pub(crate) fn choose(o: &Options<'a>, rows: usize, cols: usize) -> Exec<'a> {
-        Exec::for_tasks(o, rows.div_ceil(block_rows(cols)), rows.saturating_mul(cols))
+    /// The execution a call on `rows × cols` logits gets.
+    pub(crate) fn choose(w: Workers<'a>, rows: usize, cols: usize) -> Exec<'a> {
+        Exec::for_tasks(w, rows.div_ceil(block_rows(cols)), rows.saturating_mul(cols))
     }
 
     /// The execution of `blocks` independent tasks whose total work is about
     /// `work` logits' worth (for a matrix product, its multiply-adds).
-    pub(crate) fn for_tasks(o: &Options<'a>, blocks: usize, work: usize) -> Exec<'a> {
+    pub(crate) fn for_tasks(w: Workers<'a>, blocks: usize, work: usize) -> Exec<'a> {
         if blocks <= 1 {
             return Exec::Inline;
         }
-        if let Some(pool) = o.parallel_for {
+        if let Some(pool) = w.pool {
             return Exec::Pool(pool);
         }
-        Exec::threads(o, blocks, work)
+        Exec::threads(w.num_threads, blocks, work)
     }
 
     #[cfg(feature = "std")]
-    fn threads(o: &Options<'a>, blocks: usize, work: usize) -> Exec<'a> {
+    fn threads(num_threads: u32, blocks: usize, work: usize) -> Exec<'a> {
         if work < PARALLEL_MIN_ELEMS {
             return Exec::Inline;
         }
-        let want = match o.num_threads {
+        let want = match num_threads {
             0 => std::thread::available_parallelism().map_or(1, usize::from),
             n => n as usize,
         };
@@ -73,7 +88,7 @@ impl<'a> Exec<'a> {
 
     /// Without std xent starts no threads: `num_threads` is ignored.
     #[cfg(not(feature = "std"))]
-    fn threads(_: &Options<'a>, _: usize, _: usize) -> Exec<'a> {
+    fn threads(_: u32, _: usize, _: usize) -> Exec<'a> {
         Exec::Inline
     }
 }

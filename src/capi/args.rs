@@ -9,14 +9,11 @@ use core::ffi::c_void;
 use core::mem::{align_of, offset_of, size_of};
 
 use super::status::*;
+use crate::error::fail;
 use crate::loss::{
-    self, Element, Error, ErrorKind, ForwardOut, LogitsGrad, Matrix, MatrixMut, Options, ParallelFor, Reduction,
-    Result, Targets, Upstream, check_shape,
+    self, Element, ErrorKind, ForwardOut, LogitsGrad, Matrix, MatrixMut, Options, ParallelFor, Reduction, Result,
+    Targets, Upstream, check_shape,
 };
-
-fn fail<T>(kind: ErrorKind, msg: impl core::fmt::Display) -> Result<T> {
-    Err(Error::new(kind, msg))
-}
 
 /// Default options, as `xent_options_default()` returns them.
 pub(crate) fn default_options() -> XentOptions {

@@ -8,9 +8,9 @@ use core::ffi::c_void;
 #[cfg(feature = "std")]
 use super::args::{CPool, Regions, grad_extent, read_options, reduction, safe_options};
 use super::status::XentOptions;
+use crate::error::{ErrorKind, Result, fail};
 #[cfg(feature = "std")]
 use crate::linear::{self, Linear, LinearGrads};
-use crate::loss::{Error, ErrorKind, Result};
 #[cfg(feature = "std")]
 use crate::loss::{ForwardOut, Matrix, MatrixMut, Reduction, check_shape};
 
@@ -66,10 +66,6 @@ pub(crate) struct GradPtrs {
     pub weight: *mut f32,
     pub weight_stride: usize,
     pub bias: *mut f32,
-}
-
-fn fail<T>(kind: ErrorKind, msg: impl core::fmt::Display) -> Result<T> {
-    Err(Error::new(kind, msg))
 }
 
 impl LinearCall {

@@ -11,7 +11,7 @@
 //! conversions; the portable code below matches them, NaNs included
 //! (quieted, payload kept as far as it fits).
 
-use super::Isa;
+use super::isa::Isa;
 
 /// A 16-bit float format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -97,7 +97,7 @@ fn narrow_scalar(kind: Half, src: &[f32], dst: &mut [u16]) {
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
-    use crate::kernels::{has_feature, once_flag};
+    use crate::kernels::cpu::{has_feature, once_flag};
     use core::arch::x86_64::*;
     use core::sync::atomic::AtomicU8;
 

@@ -18,52 +18,16 @@
 //! positive floats); below `ln FLT_MIN ≈ −87.34` it returns exactly 0 (no
 //! subnormals), above `88.37` it returns +inf, and NaN propagates.
 
-use super::simd::{LANES, Simd};
+use super::exp_table::MAGIC_BIAS;
+use super::simd::Simd;
 
 const LOG2E: f32 = core::f32::consts::LOG2_E;
-/// 1.5·2^19 + 127: adding it rounds to a multiple of 1/16 and leaves
-/// `16·(n + 127)` in the low mantissa bits: `k` in bits 0..4, `m + 127` in
-/// bits 4..12 (0 above them up to bit 22, where the 1.5 sits).
-pub(crate) const MAGIC_BIAS: f32 = 786_559.0;
 /// ln 2 split so that `n·LN2_HI` has few bits and `x − n·LN2_HI` is exact.
 const LN2_HI: f32 = f32::from_bits(0x3f31_7200); // 0.693145751953125
 const LN2_LO: f32 = f32::from_bits(0x35bf_be8e); // 1.4286068e-6
-/// `2^(k/16)` for k in 0..16, correctly rounded, as float32 bits.
-pub(crate) const EXP2_16THS: [u32; LANES] = [
-    0x3f80_0000,
-    0x3f85_aac3,
-    0x3f8b_95c2,
-    0x3f91_c3d3,
-    0x3f98_37f0,
-    0x3f9e_f532,
-    0x3fa5_fed7,
-    0x3fad_583f,
-    0x3fb5_04f3,
-    0x3fbd_08a4,
-    0x3fc5_672a,
-    0x3fce_248c,
-    0x3fd7_44fd,
-    0x3fe0_ccdf,
-    0x3fea_c0c7,
-    0x3ff5_257d,
-];
-/// [`EXP2_16THS`] less what `biased << 19` adds besides `m << 23`: adding
-/// `biased << 19` (as `u32`, see [`MAGIC_BIAS`]) to entry `k` gives the bits
-/// of `2^m·2^(k/16)` exactly, for `m` in `−126..=127`.
-pub(crate) const EXP2_16THS_LESS_BIAS: [u32; LANES] = {
-    let mut t = [0u32; LANES];
-    let mut k = 0;
-    while k < LANES {
-        t[k] = EXP2_16THS[k].wrapping_sub(127 << 23).wrapping_sub((k as u32) << 19);
-        k += 1;
-    }
-    t
-};
 /// `e^r − 1 ≈ r·(1 + r·(C2 + r·C3))` on `[−ln2/32, ln2/32]`.
 const C2: f32 = f32::from_bits(0x3f00_0110); // 0.5000162
 const C3: f32 = f32::from_bits(0x3e2a_aacf); // 0.16666721
-/// Below this, `exp` returns 0: `ln(FLT_MIN)`, so results are never subnormal.
-pub(crate) const EXP_MIN_X: f32 = -87.336_54;
 /// Above this, `exp` returns +inf (`2^n` would need n = 128).
 const EXP_MAX_X: f32 = 88.376_26;
 

@@ -5,9 +5,7 @@
 //! added to an f64 total, which keeps long rows accurate.
 
 use super::math::{exp, exp_nonpositive, log, tanh};
-pub(crate) use super::short::{Rows, short_grad, short_scan};
 use super::simd::{LANES, Simd};
-pub(crate) use super::tile::tile;
 
 /// What a pass reads and writes.
 pub(crate) enum Io<'a> {

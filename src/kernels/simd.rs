@@ -95,14 +95,14 @@ pub(crate) trait Simd: Copy {
     /// normal) where `x ≥ EXP_MIN_X` or `x` is NaN, and 0 where
     /// `x < EXP_MIN_X`. `n = m + k/16` with `m = ⌊n⌋` and `k` in 0..16, and
     /// `biased` holds `k` in its mantissa bits 0..4 and `m + 127` in bits
-    /// 4..12 (see `math::MAGIC_BIAS`). Here `s = 2^n` is built exactly from a
+    /// 4..12 (see `exp_table::MAGIC_BIAS`). Here `s = 2^n` is built exactly from a
     /// table and the bits of `biased`, then `s + s·p` rounded once.
     #[inline(always)]
     fn exp_scale(self, p: Self::V, (biased, n): (Self::V, Self::V), x: Self::V) -> Self::V {
         let _ = n;
-        let s = self.add_shl19(self.lut16(&super::math::EXP2_16THS_LESS_BIAS, biased), biased);
+        let s = self.add_shl19(self.lut16(&super::exp_table::EXP2_16THS_LESS_BIAS, biased), biased);
         let y = self.fma(s, p, s);
-        self.select(self.lt(x, self.splat(super::math::EXP_MIN_X)), self.splat(0.0), y)
+        self.select(self.lt(x, self.splat(super::exp_table::EXP_MIN_X)), self.splat(0.0), y)
     }
     /// For positive normal lanes `x = m·2^e` with `m` in [1, 2): returns
     /// `(e, m)`, `e` as a float (exact bit manipulation).

@@ -19,6 +19,8 @@ use core::ops::Range;
 
 use gemm::{Tiles, View, ViewMut, gemm};
 
+use crate::error::fail;
+
 use crate::loss::{
     Chunked, Error, ErrorKind, ForwardOut, Matrix, MatrixMut, Options, Reduction, Result, RowOuts, check_grad_buffer,
     check_len, check_matrix, zero_padding,
@@ -112,21 +114,17 @@ pub fn workspace_len(rows: usize, dim: usize, classes: usize) -> Option<usize> {
     default_chunk(rows, classes).checked_mul(per_row)?.checked_add(ALIGN - 1)
 }
 
-fn err<T>(kind: ErrorKind, msg: impl core::fmt::Display) -> Result<T> {
-    Err(Error::new(kind, msg))
-}
-
 /// Shapes of a call: `(rows, dim, classes)`, after checking every matrix.
 fn check(lin: &Linear<'_>, grads: Option<&LinearGrads<'_>>, options: &Options<'_>) -> Result<(usize, usize, usize)> {
     let (rows, dim, classes) = (lin.hidden.rows, lin.hidden.cols, lin.weight.rows);
     if dim == 0 {
-        return err(ErrorKind::InvalidShape, "dim must be at least 1");
+        return fail(ErrorKind::InvalidShape, "dim must be at least 1");
     }
     if classes == 0 {
-        return err(ErrorKind::InvalidShape, "classes must be at least 1");
+        return fail(ErrorKind::InvalidShape, "classes must be at least 1");
     }
     if lin.weight.cols != dim {
-        return err(
+        return fail(
             ErrorKind::InvalidShape,
             format_args!("weight is {}x{} but hidden rows have {dim} values", lin.weight.rows, lin.weight.cols),
         );
@@ -141,7 +139,7 @@ fn check(lin: &Linear<'_>, grads: Option<&LinearGrads<'_>>, options: &Options<'_
     let same = |what: &str, m: &Option<MatrixMut<'_>>, want: (usize, usize)| {
         let Some(m) = m else { return Ok(()) };
         if (m.rows, m.cols) != want {
-            return err(
+            return fail(
                 ErrorKind::InvalidShape,
                 format_args!("{what} is {}x{} but must be {}x{}", m.rows, m.cols, want.0, want.1),
             );
@@ -299,7 +297,7 @@ fn take_workspace<'w>(
     // A caller's workspace is checked even when no row needs it, so its
     // validity does not depend on the labels.
     if chunk == 0 && (is_given || needed) {
-        return err(
+        return fail(
             ErrorKind::InvalidArgument,
             format_args!(
                 "workspace of {} bytes is too small: one row of {dim} x {classes} needs {} bytes",
@@ -326,7 +324,7 @@ impl Head<'_, '_> {
     /// `logits ← h · weightᵀ + bias`, a tile of classes per task.
     fn logits(&self, h: View<'_>, logits: ViewMut<'_>) -> Result<()> {
         let work = h.n_rows().saturating_mul(self.dim).saturating_mul(self.classes);
-        let exec = Exec::for_tasks(self.options, self.classes.div_ceil(self.tile), work);
+        let exec = Exec::for_tasks(self.options.workers(), self.classes.div_ceil(self.tile), work);
         parallel::run(exec, logits.col_tiles(self.tile), |(r, mut c)| {
             let beta = match self.bias {
                 Some(b) => {
@@ -360,7 +358,7 @@ impl Head<'_, '_> {
             next_class: 0,
         };
         let work = h.n_rows().saturating_mul(self.dim).saturating_mul(self.classes);
-        parallel::run(Exec::for_tasks(self.options, tasks.len(), work), tasks, |task| {
+        parallel::run(Exec::for_tasks(self.options.workers(), tasks.len(), work), tasks, |task| {
             match task {
                 GradTask::Hidden(r, mut c) => gemm(g, self.weight.cols(r), beta_hidden, &mut c),
                 GradTask::Weight(r, w, b) => {

@@ -2,9 +2,12 @@
 //! float32 scratch allocated for the call.
 
 use super::plan::{Mode, Plan};
-use super::{Block, Half, Layout, Result, RowOuts, Rows16, block_work, blocks, row};
+use super::block::{Block, Layout, RowOuts, Rows16, STREAM_MIN_BYTES, block_work, blocks, zero_padding};
+use super::row;
+use super::types::Half;
+use crate::error::{ErrorKind, Result, fail};
 use crate::kernels;
-use crate::loss::{Error, ErrorKind, Options};
+use super::types::Options;
 use crate::parallel::{self, Exec};
 
 /// As [`run_f32`] for bfloat16 / binary16 logits: each block of rows is
@@ -31,7 +34,7 @@ pub(super) fn run_half(
     let blocks = blocks(rows, br, &layout, src, dst, out);
     let failed = std::sync::atomic::AtomicBool::new(false);
     // A gradient much larger than the caches is written around them.
-    let stream = rows.saturating_mul(cols).saturating_mul(2) >= super::STREAM_MIN_BYTES;
+    let stream = rows.saturating_mul(cols).saturating_mul(2) >= STREAM_MIN_BYTES;
     // Scratches are reused: a block takes a free one, or allocates one (so
     // there are at most as many as blocks running at once) and returns it.
     let free: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
@@ -55,12 +58,12 @@ pub(super) fn run_half(
         }
         acc
     };
-    let sums = parallel::run(Exec::choose(options, rows, cols), blocks, work)?;
+    let sums = parallel::run(Exec::choose(options.workers(), rows, cols), blocks, work)?;
     if failed.load(std::sync::atomic::Ordering::Relaxed) {
-        return Err(Error::new(
+        return fail(
             ErrorKind::AllocationFailed,
             format_args!("cannot allocate the float32 scratch of a block of {cols}-class rows"),
-        ));
+        );
     }
     Ok(sums)
 }
@@ -132,7 +135,7 @@ fn half_block(
             }
         }
         if plan.zero_padding {
-            super::zero_padding(d, b.rows, cols, ds);
+            zero_padding(d, b.rows, cols, ds);
         }
     }
     acc

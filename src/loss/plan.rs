@@ -3,6 +3,7 @@
 //! Everything that can be wrong is found here, before any output is written.
 
 use super::types::*;
+use crate::error::{ErrorKind, Result, fail};
 use crate::kernels::{Isa, Logit};
 
 /// What a call computes.
@@ -48,10 +49,6 @@ pub(crate) struct Plan<'a> {
     pub zero_padding: bool,
 }
 
-fn err<T>(kind: ErrorKind, msg: impl core::fmt::Display) -> Result<T> {
-    Err(Error::new(kind, msg))
-}
-
 /// Elements a `rows × cols` matrix with `stride` spans.
 pub(crate) fn extent(rows: usize, cols: usize, stride: usize) -> Option<usize> {
     if rows == 0 {
@@ -63,14 +60,17 @@ pub(crate) fn extent(rows: usize, cols: usize, stride: usize) -> Option<usize> {
 /// Checks `cols ≥ 1`, `stride ≥ cols` and that the extent is addressable.
 pub(crate) fn check_shape(what: &str, rows: usize, cols: usize, stride: usize) -> Result<usize> {
     if cols == 0 {
-        return err(ErrorKind::InvalidShape, "classes must be at least 1");
+        return fail(ErrorKind::InvalidShape, "classes must be at least 1");
     }
     if stride < cols {
-        return err(ErrorKind::InvalidShape, format_args!("{what} row stride {stride} is smaller than classes {cols}"));
+        return fail(
+            ErrorKind::InvalidShape,
+            format_args!("{what} row stride {stride} is smaller than classes {cols}"),
+        );
     }
     match extent(rows, cols, stride) {
         Some(n) if n <= isize::MAX as usize / 4 => Ok(n),
-        _ => err(
+        _ => fail(
             ErrorKind::SizeOverflow,
             format_args!("{what}: {rows} rows with stride {stride} overflow the address space"),
         ),
@@ -80,7 +80,7 @@ pub(crate) fn check_shape(what: &str, rows: usize, cols: usize, stride: usize) -
 pub(crate) fn check_matrix(what: &str, len: usize, rows: usize, cols: usize, stride: usize) -> Result<()> {
     let need = check_shape(what, rows, cols, stride)?;
     if len < need {
-        return err(
+        return fail(
             ErrorKind::InvalidShape,
             format_args!("{what} holds {len} values but {rows} rows of stride {stride} need {need}"),
         );
@@ -90,32 +90,32 @@ pub(crate) fn check_matrix(what: &str, len: usize, rows: usize, cols: usize, str
 
 pub(crate) fn check_len(what: &str, len: usize, need: usize) -> Result<()> {
     if len < need {
-        return err(ErrorKind::InvalidShape, format_args!("{what} holds {len} values but {need} are needed"));
+        return fail(ErrorKind::InvalidShape, format_args!("{what} holds {len} values but {need} are needed"));
     }
     Ok(())
 }
 
 fn check_options(o: &Options<'_>, cols: usize) -> Result<()> {
     if !(0.0..=1.0).contains(&o.label_smoothing) {
-        return err(
+        return fail(
             ErrorKind::InvalidArgument,
             format_args!("label_smoothing {} is outside [0, 1]", o.label_smoothing),
         );
     }
     if !(o.z_loss_scale >= 0.0 && o.z_loss_scale.is_finite()) {
-        return err(
+        return fail(
             ErrorKind::InvalidArgument,
             format_args!("z_loss_scale {} must be finite and >= 0", o.z_loss_scale),
         );
     }
     if !(o.logit_softcap >= 0.0 && o.logit_softcap.is_finite()) {
-        return err(
+        return fail(
             ErrorKind::InvalidArgument,
             format_args!("logit_softcap {} must be finite and >= 0 (0 = off)", o.logit_softcap),
         );
     }
     if !o.grad_scale.is_finite() {
-        return err(ErrorKind::InvalidArgument, format_args!("grad_scale {} must be finite", o.grad_scale));
+        return fail(ErrorKind::InvalidArgument, format_args!("grad_scale {} must be finite", o.grad_scale));
     }
     if let Some(w) = o.class_weights {
         check_len("class_weights", w.len(), cols)?;
@@ -128,7 +128,7 @@ fn check_options(o: &Options<'_>, cols: usize) -> Result<()> {
 /// every row's padding, the last one's included.
 pub(crate) fn check_grad_buffer(o: &Options<'_>, in_place: bool, len: usize, rows: usize, stride: usize) -> Result<()> {
     if o.grad_accumulate && in_place {
-        return err(
+        return fail(
             ErrorKind::InvalidArgument,
             "grad_accumulate needs a gradient buffer of its own (the gradient cannot accumulate over the logits)",
         );
@@ -137,14 +137,14 @@ pub(crate) fn check_grad_buffer(o: &Options<'_>, in_place: bool, len: usize, row
         match rows.checked_mul(stride) {
             Some(need) if need <= len => {}
             Some(need) => {
-                return err(
+                return fail(
                     ErrorKind::InvalidShape,
                     format_args!(
                         "grad_zero_padding: the gradient holds {len} values but {rows} rows of stride {stride} need {need}"
                     ),
                 );
             }
-            None => return err(ErrorKind::SizeOverflow, "grad_zero_padding: rows x stride overflows"),
+            None => return fail(ErrorKind::SizeOverflow, "grad_zero_padding: rows x stride overflows"),
         }
     }
     Ok(())
@@ -160,7 +160,7 @@ fn check_labels(labels: &[i32], rows: usize, cols: usize, o: &Options<'_>) -> Re
             continue;
         }
         if y < 0 || y as usize >= cols {
-            return err(ErrorKind::LabelOutOfRange, format_args!("label {y} at row {i} is outside [0, {cols})"));
+            return fail(ErrorKind::LabelOutOfRange, format_args!("label {y} at row {i} is outside [0, {cols})"));
         }
         kept += 1;
         weight_sum += o.class_weights.map_or(1.0, |w| f64::from(w[y as usize]));
@@ -184,7 +184,7 @@ impl<'a> Plan<'a> {
             Targets::Probs(t) => {
                 check_matrix("targets", t.data.len(), t.rows, t.cols, t.stride)?;
                 if t.rows != rows || t.cols != cols {
-                    return err(
+                    return fail(
                         ErrorKind::InvalidShape,
                         format_args!("targets are {}x{} but logits are {rows}x{cols}", t.rows, t.cols),
                     );

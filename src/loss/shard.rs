@@ -15,6 +15,7 @@ use super::plan::{Mode, Plan};
 use super::row::{Target, mass_times};
 use super::scan::{RowIo, Scan, scan};
 use super::types::*;
+use crate::error::{ErrorKind, Result, fail};
 use crate::kernels::{self, Coef, Grad, Io, Logit};
 
 /// The per-row statistics of a shard, and of merged shards. Plain old data
@@ -57,10 +58,6 @@ pub struct ShardLayout {
     pub total_classes: usize,
 }
 
-fn err<T>(kind: ErrorKind, msg: impl core::fmt::Display) -> Result<T> {
-    Err(Error::new(kind, msg))
-}
-
 /// The plan of the whole call (labels, weights and options against all
 /// classes), after checking that the shard lies inside the row.
 fn plan<'a>(
@@ -73,12 +70,12 @@ fn plan<'a>(
     upstream: Option<Upstream<'a>>,
 ) -> Result<Plan<'a>> {
     if layout.total_classes == 0 {
-        return err(ErrorKind::InvalidShape, "total_classes must be at least 1");
+        return fail(ErrorKind::InvalidShape, "total_classes must be at least 1");
     }
     match layout.class_offset.checked_add(shard_classes) {
         Some(end) if end <= layout.total_classes => {}
         _ => {
-            return err(
+            return fail(
                 ErrorKind::InvalidShape,
                 format_args!(
                     "shard of {shard_classes} classes at offset {} does not fit in {} classes",
@@ -201,7 +198,7 @@ fn for_blocks<'a, S: Send>(
         dst: dsts.as_mut().and_then(Iterator::next),
         stats: sts.next().unwrap_or_default(),
     });
-    let exec = crate::parallel::Exec::choose(options, rows, cols);
+    let exec = crate::parallel::Exec::choose(options.workers(), rows, cols);
     crate::parallel::run(exec, blocks, |b| {
         work(b);
         (0.0, 0.0)
@@ -218,7 +215,7 @@ const TWO_PASS_MAX: usize = 1 << 16;
 /// Whether an output of `rows` rows `stride` floats apart is large enough
 /// to be streamed.
 fn large(rows: usize, stride: usize) -> bool {
-    rows.saturating_mul(stride).saturating_mul(4) >= super::STREAM_MIN_BYTES
+    rows.saturating_mul(stride).saturating_mul(4) >= super::block::STREAM_MIN_BYTES
 }
 
 /// One raw row of [`shard_stats_keep`] in two passes (see [`TWO_PASS_MAX`]).
@@ -324,7 +321,7 @@ fn split<'a>(io: LogitsGrad<'a>, (src_name, dst_name): (&str, &str)) -> Result<P
         LogitsGrad::Separate { logits, grad } => {
             check_shard(src_name, logits.data.len(), logits.rows, logits.cols, logits.stride)?;
             if (grad.rows, grad.cols) != (logits.rows, logits.cols) {
-                return err(ErrorKind::InvalidShape, format_args!("{dst_name} and {src_name} differ in shape"));
+                return fail(ErrorKind::InvalidShape, format_args!("{dst_name} and {src_name} differ in shape"));
             }
             (Some(logits.data), grad, logits.rows, logits.cols, logits.stride)
         }
@@ -527,7 +524,7 @@ fn backward(
     let p = p;
     if n == 0 {
         if p.zero_padding {
-            super::zero_padding(grad.data, rows, 0, ds);
+            super::block::zero_padding(grad.data, rows, 0, ds);
         }
         return Ok(());
     }
@@ -579,7 +576,7 @@ fn backward(
             p.put_grad(row, dst, g, kernels::Ahead::of(next), fix);
         }
         if p.zero_padding {
-            super::zero_padding(dst_all, b.rows, n, ds);
+            super::block::zero_padding(dst_all, b.rows, n, ds);
         }
     })
 }

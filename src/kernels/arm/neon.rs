@@ -5,7 +5,7 @@
 
 use core::arch::aarch64::*;
 
-use crate::kernels::has_feature;
+use crate::kernels::cpu::has_feature;
 use crate::kernels::scalar::{max1, tree};
 use crate::kernels::simd::{LANES, Simd, gather_lanes, scatter_lanes, tail_lanes};
 

@@ -4,7 +4,7 @@
 
 use core::arch::x86_64::*;
 
-use crate::kernels::has_feature;
+use crate::kernels::cpu::has_feature;
 use crate::kernels::simd::{LANES, Simd, check_strided};
 
 /// Token for AVX2 + FMA. Only [`Avx2::new`] makes one, after checking the CPU.
@@ -142,7 +142,7 @@ impl Simd for Avx2 {
     #[inline(always)]
     fn exp_clamp(self, x: V2) -> V2 {
         // Lanes below EXP_MIN_X would scale by 2^-126 into subnormals.
-        self.max(self.splat(crate::kernels::math::EXP_MIN_X), x)
+        self.max(self.splat(crate::kernels::exp_table::EXP_MIN_X), x)
     }
     #[inline(always)]
     fn lut16(self, table: &[u32; LANES], idx: V2) -> V2 {

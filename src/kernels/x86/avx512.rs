@@ -4,7 +4,7 @@
 use core::arch::x86_64::*;
 
 use super::avx2::tree8;
-use crate::kernels::has_feature;
+use crate::kernels::cpu::has_feature;
 use crate::kernels::simd::{LANES, Simd, check_strided};
 
 /// Token for AVX-512F (with AVX2 + FMA). Only [`Avx512::new`] makes one.
@@ -146,12 +146,12 @@ impl Simd for Avx512 {
     fn exp_scale(self, p: __m512, (biased, n): (__m512, __m512), x: __m512) -> __m512 {
         // 2^(k/16)·(1 + p) rounded once, then scaled by 2^⌊n⌋ exactly (the
         // results are normal): the same bits as the default's single rounding.
-        let t = self.lut16(&crate::kernels::math::EXP2_16THS, biased);
+        let t = self.lut16(&crate::kernels::exp_table::EXP2_16THS, biased);
         // SAFETY: the token proves AVX-512F is available.
         unsafe {
             // Lanes below EXP_MIN_X are zeroed, not computed (so they make no
             // subnormals); NaN compares "not less", so it is kept.
-            let keep = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x, _mm512_set1_ps(crate::kernels::math::EXP_MIN_X));
+            let keep = _mm512_cmp_ps_mask::<_CMP_NLT_UQ>(x, _mm512_set1_ps(crate::kernels::exp_table::EXP_MIN_X));
             _mm512_maskz_scalef_ps(keep, _mm512_fmadd_ps(t, p, t), n)
         }
     }
