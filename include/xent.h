@@ -116,11 +116,12 @@ typedef uint32_t XentStatus;
 
 /*
  The per-row statistics of a shard, and of merged shards. Plain old data
- (`#[repr(C)]`, five floats) so a message-passing library can reduce it.
+ (five floats, `#[repr(C)]`) so a message-passing library can reduce it.
  */
 typedef struct XentShardStats {
   /*
-   Largest `z'` (NaN skipped; −inf when every value is −inf).
+   Largest `z'` (NaN skipped; −inf when every value is −inf, or the
+   shard has no classes).
    */
   float max;
   /*
@@ -142,11 +143,6 @@ typedef struct XentShardStats {
    */
   float weight_sum;
 } XentShardStats;
-/*
- The statistics of a shard without classes: merging them into any
- others changes no bit (−0 is the additive identity).
- */
-#define XentShardStats_EMPTY (XentShardStats){ .max = f32_NEG_INFINITY, .sum_exp = 0.0, .target_logit = -0.0, .weighted_logit_sum = -0.0, .weight_sum = -0.0 }
 
 enum XentStatusCode {
   /*

@@ -1,14 +1,19 @@
 //! xent: softmax cross-entropy loss and its gradient for CPUs, with a C ABI.
 //!
-//! Layers, each only talking to the one below:
-//! - [`capi`]: the `extern "C"` functions of `include/xent.h`; validates
-//!   pointers, shapes and options, converts them to slices, catches panics;
+//! Layers, each importing only from those below it (`tests/boundary.rs`
+//! checks that no file imports itself through others):
+//! - [`capi`]: the `extern "C"` functions of `include/xent.h`, one file per
+//!   call family; validates pointers, shapes and options, converts them to
+//!   slices, and runs every body through one boundary (panics caught, the
+//!   last error recorded);
+//! - [`linear`]: the fused linear + cross-entropy head (chunks of rows, GEMMs);
 //! - [`loss`]: the safe core (slices in, `Result` out) with PyTorch's
 //!   `F.cross_entropy` semantics plus z-loss and logit softcap;
 //! - `parallel`: fixed row blocks on the calling thread, scoped threads or
 //!   the caller's pool, with partial sums combined in a fixed order;
-//! - [`kernels`]: per-row SIMD passes (scalar, AVX2, AVX-512) that give
-//!   identical bits on every path.
+//! - [`kernels`]: per-row SIMD passes (portable scalar, AVX2, AVX-512, NEON,
+//!   wasm simd128) that give identical bits on every path;
+//! - `error`: the one error type (a class and an inline message).
 //!
 //! Without the default `std` feature the crate is `#![no_std]` and allocates
 //! nothing (see `Cargo.toml` and the README's "Targets").

@@ -136,11 +136,15 @@ impl<B> Slot<B> {
         }
     }
 
-    /// The block's sums, if it ran to the end.
-    fn result(&self) -> Option<(f64, f64)> {
-        // SAFETY: DONE (Acquire) means the writer finished with `sum` and
-        // nobody writes it again.
-        (self.state.load(Ordering::Acquire) == DONE).then(|| unsafe { *self.sum.get() })
+    /// The block's sums if it ran to the end; else whether it was taken
+    /// (its task started and panicked) or never run.
+    fn result(&self) -> core::result::Result<(f64, f64), u8> {
+        match self.state.load(Ordering::Acquire) {
+            // SAFETY: DONE (Acquire) means the writer finished with `sum`
+            // and nobody writes it again.
+            DONE => Ok(unsafe { *self.sum.get() }),
+            other => Err(other),
+        }
     }
 }
 
@@ -162,8 +166,14 @@ pub(crate) fn run<B: Send>(
 fn collect<B>(slots: &[Slot<B>], first: usize, total: &mut (f64, f64)) -> Result<()> {
     for (i, slot) in slots.iter().enumerate() {
         match slot.result() {
-            Some(r) => *total = add(*total, r),
-            None => {
+            Ok(r) => *total = add(*total, r),
+            Err(TAKEN) => {
+                return Err(Error::new(
+                    ErrorKind::Internal,
+                    format_args!("internal error (panic): block {} started but did not finish", first + i),
+                ));
+            }
+            Err(_) => {
                 return Err(Error::new(
                     ErrorKind::Internal,
                     format_args!("block {} was not run (parallel_for must run every task index once)", first + i),
@@ -261,4 +271,39 @@ fn run_threads<B: Send>(
     let mut total = (0.0, 0.0);
     collect(&slots, 0, &mut total)?;
     Ok(total)
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+
+    /// A pool that runs every task, catching panics as the C boundary's
+    /// trampoline does, or skips the last task.
+    struct Pool {
+        skip_last: bool,
+    }
+
+    impl ParallelFor for Pool {
+        fn run(&self, n_tasks: usize, task: &(dyn Fn(usize) + Sync)) {
+            let n = if self.skip_last { n_tasks - 1 } else { n_tasks };
+            for i in 0..n {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| task(i)));
+            }
+        }
+    }
+
+    #[test]
+    fn a_panicking_task_is_reported_as_a_panic_and_a_skipped_one_as_the_pools() {
+        let panics = Pool { skip_last: false };
+        let work = |b: usize| {
+            assert!(b != 1, "block 1 fails");
+            (1.0, 0.0)
+        };
+        let e = run(Exec::Pool(&panics), 0..3usize, work).expect_err("a task panicked");
+        assert!(e.message.contains("panic") && e.message.contains("block 1"), "{}", e.message);
+        let skips = Pool { skip_last: true };
+        let e = run(Exec::Pool(&skips), 0..3usize, |_| (1.0, 0.0)).expect_err("a task was skipped");
+        assert!(e.message.contains("block 2 was not run"), "{}", e.message);
+        assert_eq!(run(Exec::Pool(&panics), 0..3usize, |_| (1.0, 2.0)).expect("all ran"), (3.0, 6.0));
+    }
 }

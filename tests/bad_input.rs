@@ -34,7 +34,7 @@ struct B {
     hidden: Vec<f32>,
     weight: Vec<f32>,
     gw: Vec<f32>,
-    stats: Vec<ShardStats>,
+    stats: Vec<XentShardStats>,
     work: Vec<u8>,
 }
 
@@ -54,7 +54,7 @@ fn fresh() -> B {
         hidden: (0..R * D).map(|i| (i % 3) as f32).collect(),
         weight: (0..C * D).map(|i| (i % 5) as f32 * 0.25).collect(),
         gw: vec![-3.0; C * D],
-        stats: vec![ShardStats { max: 1.0, sum_exp: 2.0, target_logit: 0.5, ..Default::default() }; R],
+        stats: vec![XentShardStats { max: 1.0, sum_exp: 2.0, target_logit: 0.5, ..Default::default() }; R],
         work: vec![0; 64],
     }
 }

@@ -287,7 +287,7 @@ fn fused_linear_and_sharded_calls() {
         assert!((gb[k] - want).abs() <= 1e-5, "grad_bias[{k}]");
     }
     // Two shards of the same logits, merged.
-    let (mut a, mut b) = (vec![ShardStats::default(); rows], vec![ShardStats::default(); rows]);
+    let (mut a, mut b) = (vec![XentShardStats::default(); rows], vec![XentShardStats::default(); rows]);
     let (mut sl, mut sg) = ([0f32], vec![0f32; rows * classes]);
     let up = [1.0f32];
     // SAFETY: buffers of the sizes passed; the shards are views of the rows.
@@ -324,7 +324,7 @@ fn fused_linear_and_sharded_calls() {
     }
     // The kept pair on one shard of all classes: kept into the gradient
     // buffer, then the gradient in place there.
-    let mut local = vec![ShardStats::default(); rows];
+    let mut local = vec![XentShardStats::default(); rows];
     let mut kg = vec![0f32; rows * classes];
     // SAFETY: buffers of the sizes passed.
     unsafe {

@@ -187,7 +187,7 @@ fn jobs() -> Vec<(String, Run)> {
                 format!("shard stats, merge, loss, backward {tag}"),
                 Box::new(move || {
                     let half = cols / 2;
-                    let (mut a, mut b) = (vec![ShardStats::default(); rows], vec![ShardStats::default(); rows]);
+                    let (mut a, mut b) = (vec![XentShardStats::default(); rows], vec![XentShardStats::default(); rows]);
                     let (mut loss, mut g) = (vec![0f32; n_loss], vec![0f32; rows * cols]);
                     let upv = vec![1.0f32; n_loss];
                     // SAFETY: valid buffers; each shard is a view of the rows.

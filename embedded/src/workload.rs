@@ -13,8 +13,8 @@ const CLASSES: usize = 300;
 const STRIDE: usize = 301;
 const SPLIT: usize = 113;
 
-const ZERO: ShardStats =
-    ShardStats { max: 0.0, sum_exp: 0.0, target_logit: 0.0, weighted_logit_sum: 0.0, weight_sum: 0.0 };
+const ZERO: XentShardStats =
+    XentShardStats { max: 0.0, sum_exp: 0.0, target_logit: 0.0, weighted_logit_sum: 0.0, weight_sum: 0.0 };
 
 /// Every buffer of the workload (about 580 KB, on the caller's stack).
 struct Buffers {
@@ -27,8 +27,8 @@ struct Buffers {
     lse: [f32; ROWS],
     argmax: [i32; ROWS],
     upstream: [f32; ROWS],
-    stats: [ShardStats; ROWS],
-    part: [ShardStats; ROWS],
+    stats: [XentShardStats; ROWS],
+    part: [XentShardStats; ROWS],
 }
 
 /// FNV-1a over the bits of `rows` rows of `cols` values `stride` apart.

@@ -6,7 +6,6 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use xent::loss::shard::ShardStats;
 use xent_fuzz::*;
 
 fuzz_target!(|data: &[u8]| {
@@ -54,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
             }
             _ => {}
         }
-        let mut stats = exact(rows, ShardStats { max: 1.5, sum_exp: 2.5, target_logit: 3.5, ..Default::default() });
+        let mut stats = exact(rows, XentShardStats { max: 1.5, sum_exp: 2.5, target_logit: 3.5, ..Default::default() });
         let p_logits = place(&mut inp, &mut ex, "logits", ext.unwrap_or(1), 4);
         let p_stats = place(&mut inp, &mut ex, "stats", rows, 4);
         let p_logits = if p_logits == Place::Alias { Place::Own } else { p_logits };
@@ -124,7 +123,7 @@ fuzz_target!(|data: &[u8]| {
         // made from them with this shard's own statistics.
         let local = inp.one_in(3).then(|| {
             let mut kb = buf.clone();
-            let mut local = exact(rows, ShardStats::default());
+            let mut local = exact(rows, XentShardStats::default());
             // SAFETY: exact buffers of the shard's extent and `rows` stats.
             let status = unsafe {
                 xent_shard_stats_keep(

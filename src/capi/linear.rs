@@ -6,8 +6,12 @@
 use core::ffi::c_void;
 
 #[cfg(feature = "std")]
-use super::args::{CPool, Regions, grad_extent, read_options, reduction, safe_options};
-use super::status::XentOptions;
+use super::args::Regions;
+use super::boundary;
+use super::options::XentOptions;
+#[cfg(feature = "std")]
+use super::options::{CPool, grad_extent, read_options, reduction, safe_options};
+use super::status::XentStatus;
 use crate::error::{ErrorKind, Result, fail};
 #[cfg(feature = "std")]
 use crate::linear::{self, Linear, LinearGrads};
@@ -183,4 +187,145 @@ fn floats(bytes: &mut [u8]) -> &mut [f32] {
     // SAFETY: `rest` starts 4-byte aligned and holds at least 4·n bytes that
     // this exclusive borrow owns; any bit pattern is a valid f32.
     unsafe { core::slice::from_raw_parts_mut(rest.as_mut_ptr().cast::<f32>(), n) }
+}
+
+/// Bytes of the workspace xent_linear_forward / xent_linear_forward_backward
+/// allocate when given none: one chunk of rows (as many as about 32 MiB of
+/// logits hold, at least 32 and at most 1024, and at most `rows`) plus
+/// alignment slack. It depends on `dim` and `classes` and stops growing with
+/// `rows` at one chunk. 0 if `dim` or `classes` is 0
+/// or the size overflows. `options` may be NULL (it does not change the size).
+#[unsafe(no_mangle)]
+pub extern "C" fn xent_linear_workspace_size(
+    rows: usize,
+    dim: usize,
+    classes: usize,
+    options: *const XentOptions,
+) -> usize {
+    boundary::value(0, || {
+        let _ = options;
+        workspace_size(rows, dim, classes)
+    })
+}
+
+/// Loss of `logits = hidden * weight^T + bias` against `labels`, computed a
+/// chunk of rows at a time: the rows x classes logits never exist whole.
+///
+/// `hidden` is rows x dim (row i at `hidden + i * hidden_row_stride`);
+/// `weight` is classes x dim (the nn.Linear layout), `bias` has `classes`
+/// values or is NULL. Outputs and options mean what they mean for
+/// xent_forward on those logits. `workspace` (`workspace_size` bytes, any
+/// alignment) is scratch the call may overwrite; the largest chunk of rows
+/// that fits is used, and a buffer too small for one row is
+/// XENT_STATUS_INVALID_ARGUMENT. NULL: the call allocates
+/// xent_linear_workspace_size() bytes itself. No buffer may overlap an
+/// output or the workspace. On failure nothing is written.
+///
+/// The products are the matrixmultiply crate's; each allocates a packing
+/// buffer of at most about 1.2 MiB on the heap, outside xent's control (its
+/// failure aborts, as Rust's allocator does; xent's own allocations report
+/// XENT_STATUS_ALLOCATION_FAILED). It starts no threads of its own.
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the extent its sizes describe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_linear_forward(
+    hidden: *const f32,
+    rows: usize,
+    dim: usize,
+    hidden_row_stride: usize,
+    weight: *const f32,
+    classes: usize,
+    weight_row_stride: usize,
+    bias: *const f32,
+    labels: *const i32,
+    options: *const XentOptions,
+    loss: *mut f32,
+    lse: *mut f32,
+    argmax: *mut i32,
+    workspace: *mut c_void,
+    workspace_size: usize,
+) -> XentStatus {
+    let call = LinearCall {
+        hidden,
+        rows,
+        dim,
+        hidden_stride: hidden_row_stride,
+        weight,
+        classes,
+        weight_stride: weight_row_stride,
+        bias,
+        labels,
+        options,
+        loss,
+        lse,
+        argmax,
+        grads: None,
+        workspace,
+        workspace_size,
+    };
+    // SAFETY: the caller's pointer contract, forwarded.
+    boundary::status(|| unsafe { call.run() })
+}
+
+/// As xent_linear_forward, and the gradients of the reduced loss (for NONE,
+/// of the sum of row losses): `grad_hidden` (rows x dim), `grad_weight`
+/// (classes x dim) and `grad_bias` (classes). They are written (added to,
+/// with grad_accumulate); each may be NULL to skip it and its work. Rows whose label
+/// is ignore_index cost no matrix product (unless `lse` or `argmax` is
+/// asked for, which needs their logits) and get a zero `grad_hidden` row
+/// (with grad_accumulate it is left as it is).
+/// Results are identical for every thread count and pool.
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the extent its sizes describe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_linear_forward_backward(
+    hidden: *const f32,
+    rows: usize,
+    dim: usize,
+    hidden_row_stride: usize,
+    weight: *const f32,
+    classes: usize,
+    weight_row_stride: usize,
+    bias: *const f32,
+    labels: *const i32,
+    options: *const XentOptions,
+    loss: *mut f32,
+    lse: *mut f32,
+    argmax: *mut i32,
+    grad_hidden: *mut f32,
+    grad_hidden_row_stride: usize,
+    grad_weight: *mut f32,
+    grad_weight_row_stride: usize,
+    grad_bias: *mut f32,
+    workspace: *mut c_void,
+    workspace_size: usize,
+) -> XentStatus {
+    let call = LinearCall {
+        hidden,
+        rows,
+        dim,
+        hidden_stride: hidden_row_stride,
+        weight,
+        classes,
+        weight_stride: weight_row_stride,
+        bias,
+        labels,
+        options,
+        loss,
+        lse,
+        argmax,
+        grads: Some(GradPtrs {
+            hidden: grad_hidden,
+            hidden_stride: grad_hidden_row_stride,
+            weight: grad_weight,
+            weight_stride: grad_weight_row_stride,
+            bias: grad_bias,
+        }),
+        workspace,
+        workspace_size,
+    };
+    // SAFETY: the caller's pointer contract, forwarded.
+    boundary::status(|| unsafe { call.run() })
 }

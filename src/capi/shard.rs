@@ -1,9 +1,82 @@
 //! The sharded calls' arguments: options, shapes, every pointer, then
 //! overlap of outputs with everything else, before any slice exists.
 
-use super::args::{CPool, Regions, grad_extent, read_options, reduction, safe_options};
-use super::status::XentOptions;
+use super::args::Regions;
+use super::boundary;
+use super::options::{CPool, XentOptions, grad_extent, read_options, reduction, safe_options};
+use super::status::XentStatus;
 use crate::loss::shard::{self, ShardLayout, ShardStats};
+
+/// The per-row statistics of a shard, and of merged shards. Plain old data
+/// (five floats, `#[repr(C)]`) so a message-passing library can reduce it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct XentShardStats {
+    /// Largest `z'` (NaN skipped; −inf when every value is −inf, or the
+    /// shard has no classes).
+    pub max: f32,
+    /// `Σ exp(z' − max)` (NaN when a value is NaN, or +inf without softcap).
+    pub sum_exp: f32,
+    /// `z'` at the row's label when the label is in the shard, else 0.
+    pub target_logit: f32,
+    /// `Σ w_j (z'_j − max)` over the classes with `w_j ≠ 0` when label
+    /// smoothing is on (−inf if every value is −inf and some `w_j > 0`),
+    /// else 0.
+    pub weighted_logit_sum: f32,
+    /// `Σ w_j` (class weights, or ones) when label smoothing is on, else 0.
+    pub weight_sum: f32,
+}
+
+// The C type and the core's are separate types of one layout, so the
+// boundary converts slices without copying; a change to either that breaks
+// the layout stops the build here rather than changing the ABI silently.
+const _: () = {
+    use core::mem::{align_of, offset_of, size_of};
+    assert!(size_of::<XentShardStats>() == size_of::<ShardStats>());
+    assert!(align_of::<XentShardStats>() == align_of::<ShardStats>());
+    assert!(offset_of!(XentShardStats, max) == offset_of!(ShardStats, max));
+    assert!(offset_of!(XentShardStats, sum_exp) == offset_of!(ShardStats, sum_exp));
+    assert!(offset_of!(XentShardStats, target_logit) == offset_of!(ShardStats, target_logit));
+    assert!(offset_of!(XentShardStats, weighted_logit_sum) == offset_of!(ShardStats, weighted_logit_sum));
+    assert!(offset_of!(XentShardStats, weight_sum) == offset_of!(ShardStats, weight_sum));
+};
+
+impl From<XentShardStats> for ShardStats {
+    fn from(s: XentShardStats) -> Self {
+        ShardStats {
+            max: s.max,
+            sum_exp: s.sum_exp,
+            target_logit: s.target_logit,
+            weighted_logit_sum: s.weighted_logit_sum,
+            weight_sum: s.weight_sum,
+        }
+    }
+}
+
+impl From<ShardStats> for XentShardStats {
+    fn from(s: ShardStats) -> Self {
+        XentShardStats {
+            max: s.max,
+            sum_exp: s.sum_exp,
+            target_logit: s.target_logit,
+            weighted_logit_sum: s.weighted_logit_sum,
+            weight_sum: s.weight_sum,
+        }
+    }
+}
+
+/// The core's view of the caller's statistics.
+fn core_stats(s: &[XentShardStats]) -> &[ShardStats] {
+    // SAFETY: the two types have one layout (checked above) and every bit
+    // pattern is valid for both; the borrow is moved, not duplicated.
+    unsafe { core::slice::from_raw_parts(s.as_ptr().cast::<ShardStats>(), s.len()) }
+}
+
+/// The core's view of the caller's statistics, to write.
+fn core_stats_mut(s: &mut [XentShardStats]) -> &mut [ShardStats] {
+    // SAFETY: as in `core_stats`, for an exclusive borrow.
+    unsafe { core::slice::from_raw_parts_mut(s.as_mut_ptr().cast::<ShardStats>(), s.len()) }
+}
 use crate::loss::{LogitsGrad, Matrix, MatrixMut, Reduction, Result, check_shape};
 
 /// Every argument of the sharded calls; unused ones are NULL / 0.
@@ -23,7 +96,7 @@ impl ShardCall {
     ///
     /// # Safety
     /// Every non-NULL pointer must be valid for the extent its sizes describe.
-    pub(crate) unsafe fn stats(self, stats: *mut ShardStats) -> Result<()> {
+    pub(crate) unsafe fn stats(self, stats: *mut XentShardStats) -> Result<()> {
         // SAFETY: forwarded from the caller.
         let o = unsafe { read_options(self.options)? };
         let red = reduction(o.reduction)?;
@@ -40,7 +113,7 @@ impl ShardCall {
             let pool = CPool::of(&o);
             let options = safe_options(&o, red, weights.map(|w| w.slice()), pool.as_ref());
             let m = Matrix { data: logits.slice(), rows: self.rows, cols: self.shard_classes, stride: self.row_stride };
-            shard::shard_stats(m, self.layout(), labels.slice(), &options, out.slice_mut())
+            shard::shard_stats(m, self.layout(), labels.slice(), &options, core_stats_mut(out.slice_mut()))
         }
     }
 
@@ -49,7 +122,12 @@ impl ShardCall {
     ///
     /// # Safety
     /// Every non-NULL pointer must be valid for the extent its sizes describe.
-    pub(crate) unsafe fn stats_keep(self, stats: *mut ShardStats, kept: *mut f32, kept_stride: usize) -> Result<()> {
+    pub(crate) unsafe fn stats_keep(
+        self,
+        stats: *mut XentShardStats,
+        kept: *mut f32,
+        kept_stride: usize,
+    ) -> Result<()> {
         // SAFETY: forwarded from the caller.
         let o = unsafe { read_options(self.options)? };
         let red = reduction(o.reduction)?;
@@ -71,7 +149,7 @@ impl ShardCall {
             let options = safe_options(&o, red, weights.map(|w| w.slice()), pool.as_ref());
             let km = MatrixMut { data: k.slice_mut(), rows, cols: self.shard_classes, stride: kept_stride };
             let io = self.pair(logits.map(|l| l.slice()), km);
-            shard::shard_stats_keep(io, self.layout(), labels.slice(), &options, out.slice_mut())
+            shard::shard_stats_keep(io, self.layout(), labels.slice(), &options, core_stats_mut(out.slice_mut()))
         }
     }
 
@@ -82,7 +160,7 @@ impl ShardCall {
     /// Every non-NULL pointer must be valid for the extent its sizes describe.
     pub(crate) unsafe fn backward(
         self,
-        (local, merged): (Option<*const ShardStats>, *const ShardStats),
+        (local, merged): (Option<*const XentShardStats>, *const XentShardStats),
         grad_loss: *const f32,
         grad: *mut f32,
         grad_stride: usize,
@@ -128,10 +206,15 @@ impl ShardCall {
             let io = self.pair(logits.map(|l| l.slice()), gm);
             let (labels, up) = (labels.slice(), up.slice());
             match local {
-                Some(l) => {
-                    shard::shard_backward_kept(io, self.layout(), labels, &options, (l.slice(), merged.slice()), up)
-                }
-                None => shard::shard_backward(io, self.layout(), labels, &options, merged.slice(), up),
+                Some(l) => shard::shard_backward_kept(
+                    io,
+                    self.layout(),
+                    labels,
+                    &options,
+                    (core_stats(l.slice()), core_stats(merged.slice())),
+                    up,
+                ),
+                None => shard::shard_backward(io, self.layout(), labels, &options, core_stats(merged.slice()), up),
             }
         }
     }
@@ -160,8 +243,8 @@ fn shard_extent(what: &str, rows: usize, cols: usize, stride: usize) -> Result<u
 ///
 /// # Safety
 /// Every non-NULL pointer must be valid for the extent its sizes describe.
-pub(crate) unsafe fn loss(
-    merged: *const ShardStats,
+unsafe fn merged_loss(
+    merged: *const XentShardStats,
     rows: usize,
     total_classes: usize,
     labels: *const i32,
@@ -184,7 +267,7 @@ pub(crate) unsafe fn loss(
     unsafe {
         let options = safe_options(&o, red, weights.map(|w| w.slice()), None);
         shard::shard_loss(
-            merged.slice(),
+            core_stats(merged.slice()),
             total_classes,
             labels.slice(),
             &options,
@@ -192,4 +275,166 @@ pub(crate) unsafe fn loss(
             lse.map(|l| l.slice_mut()),
         )
     }
+}
+
+/// Per-row statistics of one vocabulary shard (`XentShardStats`, five floats
+/// per row): `logits` holds classes [class_offset, class_offset +
+/// shard_classes) of every row (row i at `logits + i * row_stride`) out of
+/// `total_classes`. `labels` and `class_weights` are global (weights has
+/// `total_classes` entries). Combine the shards' statistics with
+/// xent_shard_stats_merge (one MPI_Allreduce), then call xent_shard_loss and
+/// xent_shard_backward. On failure nothing is written.
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the extent its sizes describe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_shard_stats(
+    logits: *const f32,
+    rows: usize,
+    shard_classes: usize,
+    row_stride: usize,
+    class_offset: usize,
+    total_classes: usize,
+    labels: *const i32,
+    options: *const XentOptions,
+    stats: *mut XentShardStats,
+) -> XentStatus {
+    let call = ShardCall { logits, rows, shard_classes, row_stride, class_offset, total_classes, labels, options };
+    // SAFETY: the caller's pointer contract, forwarded.
+    boundary::status(|| unsafe { call.stats(stats) })
+}
+
+/// Merges `rows` statistics of `in` into `inout` (associative and
+/// commutative up to float rounding, like an online softmax): the shape of
+/// an MPI_User_function, so `MPI_Op_create` on a thin wrapper gives the
+/// all-reduce operation. NULL pointers or `rows == 0` do nothing. Element by
+/// element, so `in` may even be `inout`.
+///
+/// # Safety
+/// `in` and `inout` must each hold `rows` statistics.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_shard_stats_merge(input: *const XentShardStats, inout: *mut XentShardStats, rows: usize) {
+    boundary::value((), || {
+        if input.is_null() || inout.is_null() || rows == 0 {
+            return;
+        }
+        for i in 0..rows {
+            // SAFETY: the caller's contract: both hold `rows` values; each is
+            // read into a local before the one write, so aliasing is harmless.
+            unsafe {
+                let (a, b) = (input.add(i).read_unaligned(), inout.add(i).read_unaligned());
+                inout.add(i).write_unaligned(shard::merge_one(a.into(), b.into()).into());
+            }
+        }
+    })
+}
+
+/// The loss (1 value, or `rows` for NONE) and optionally the per-row
+/// log-sum-exp from merged statistics, equal to the unsharded
+/// xent_forward's (within float rounding).
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the extent its sizes describe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_shard_loss(
+    merged: *const XentShardStats,
+    rows: usize,
+    total_classes: usize,
+    labels: *const i32,
+    options: *const XentOptions,
+    loss: *mut f32,
+    lse: *mut f32,
+) -> XentStatus {
+    // SAFETY: the caller's pointer contract, forwarded.
+    boundary::status(|| unsafe { merged_loss(merged, rows, total_classes, labels, options, loss, lse) })
+}
+
+/// The gradient of this shard's logits given the merged statistics and the
+/// upstream gradient `grad_loss` (1 value, or `rows` for NONE): the
+/// unsharded xent_backward's gradient restricted to the shard's classes.
+/// `grad_logits` may be exactly `logits` with the same stride (in place).
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the extent its sizes describe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_shard_backward(
+    logits: *const f32,
+    rows: usize,
+    shard_classes: usize,
+    row_stride: usize,
+    class_offset: usize,
+    total_classes: usize,
+    labels: *const i32,
+    options: *const XentOptions,
+    merged: *const XentShardStats,
+    grad_loss: *const f32,
+    grad_logits: *mut f32,
+    grad_row_stride: usize,
+) -> XentStatus {
+    let call = ShardCall { logits, rows, shard_classes, row_stride, class_offset, total_classes, labels, options };
+    // SAFETY: the caller's pointer contract, forwarded.
+    boundary::status(|| unsafe { call.backward((None, merged), grad_loss, grad_logits, grad_row_stride) })
+}
+
+/// xent_shard_stats, also keeping in `kept` (the shard's shape, row i at
+/// `kept + i * kept_row_stride`) what xent_shard_backward_kept needs to make
+/// the gradient without computing the logits' exps again: `exp(z − max)`
+/// relative to this shard's own max (`stats[i].max`), or `tanh(z / cap)`
+/// under a softcap. `kept` may be exactly `logits` with the same stride (in
+/// place: the logits are overwritten), or the gradient buffer that
+/// xent_shard_backward_kept then overwrites in place. The statistics equal
+/// xent_shard_stats's within float rounding. On failure nothing is written.
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the extent its sizes describe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_shard_stats_keep(
+    logits: *const f32,
+    rows: usize,
+    shard_classes: usize,
+    row_stride: usize,
+    class_offset: usize,
+    total_classes: usize,
+    labels: *const i32,
+    options: *const XentOptions,
+    stats: *mut XentShardStats,
+    kept: *mut f32,
+    kept_row_stride: usize,
+) -> XentStatus {
+    let call = ShardCall { logits, rows, shard_classes, row_stride, class_offset, total_classes, labels, options };
+    // SAFETY: the caller's pointer contract, forwarded.
+    boundary::status(|| unsafe { call.stats_keep(stats, kept, kept_row_stride) })
+}
+
+/// xent_shard_backward from what xent_shard_stats_keep kept instead of the
+/// logits: one multiply per logit where xent_shard_backward computes an exp.
+/// `local` is that call's own statistics (before merging), `merged` the
+/// merged ones; the options must be that call's. `grad_logits` may be
+/// exactly `kept` with the same stride (in place). Given statistics or a
+/// `kept` buffer that did not come from that call, the gradient is
+/// meaningless (but nothing outside the buffers is touched).
+///
+/// # Safety
+/// Every non-NULL pointer must be valid for the extent its sizes describe.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn xent_shard_backward_kept(
+    kept: *const f32,
+    rows: usize,
+    shard_classes: usize,
+    kept_row_stride: usize,
+    class_offset: usize,
+    total_classes: usize,
+    labels: *const i32,
+    options: *const XentOptions,
+    local: *const XentShardStats,
+    merged: *const XentShardStats,
+    grad_loss: *const f32,
+    grad_logits: *mut f32,
+    grad_row_stride: usize,
+) -> XentStatus {
+    let row_stride = kept_row_stride;
+    let call =
+        ShardCall { logits: kept, rows, shard_classes, row_stride, class_offset, total_classes, labels, options };
+    // SAFETY: the caller's pointer contract, forwarded.
+    boundary::status(|| unsafe { call.backward((Some(local), merged), grad_loss, grad_logits, grad_row_stride) })
 }

@@ -56,4 +56,3 @@ pub(crate) fn compiled_with(enabled: bool) -> bool {
 }
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64"))]
 pub(crate) use has_feature;
-

@@ -155,4 +155,3 @@ fn once(cell: &AtomicU8, f: impl FnOnce() -> Isa) -> Isa {
     cell.store(index as u8, Ordering::Relaxed);
     isa
 }
-

@@ -3,9 +3,15 @@
 //! The passes in [`rows`] are written once over the 16-lane [`simd::Simd`]
 //! trait; this module instantiates them for each instruction set inside a thin
 //! `#[target_feature]` shell and picks one at first use: the best the CPU has,
-//! capped by the `XENT_ISA` environment variable (`scalar`, `neon`, `avx2`,
-//! `avx512`). Because every path runs the same operations on the same lanes,
+//! capped by the `XENT_ISA` environment variable (`scalar`, `neon`, `simd128`,
+//! `avx2`, `avx512`). Because every path runs the same operations on the same lanes,
 //! they give identical bits.
+//!
+//! Files: `isa.rs` (the paths and the choice), `cpu.rs` (feature detection),
+//! `simd.rs` (the vector trait), `scalar.rs`, `x86/`, `arm/`, `wasm/` (its
+//! implementations), `exp_table.rs` and `math.rs` (exp, log, tanh),
+//! `rows.rs` (the per-row passes), `short.rs` and `tile.rs` (batches of
+//! short rows), `half.rs` (16-bit conversions).
 
 #[cfg(target_arch = "aarch64")]
 mod arm;

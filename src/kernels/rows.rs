@@ -3,6 +3,10 @@
 //! (and thus every rounding) is the same on every path. Sums are kept in f32
 //! lanes for 64 chunks (1024 elements) at a time, reduced by the fixed tree and
 //! added to an f64 total, which keeps long rows accurate.
+//!
+//! One job, over 500 lines: every pass a row goes through shares the
+//! chunk walker (`for_chunks!`), the writer and the sums, which splitting
+//! would only scatter.
 
 use super::math::{exp, exp_nonpositive, log, tanh};
 use super::simd::{LANES, Simd};

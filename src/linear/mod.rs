@@ -12,6 +12,9 @@
 //! Every product is split into tiles (of classes, or of `dim`) that depend
 //! only on the shape, never on the number of threads, so results are
 //! identical for any thread count.
+//!
+//! One job, over 500 lines: the chunk loop and the workspace and tiles it
+//! carves; the products themselves are in `gemm.rs`.
 
 mod gemm;
 

@@ -211,4 +211,3 @@ pub(super) fn run_f32(
     let work = |b: Block<'_>| block_work(plan, &layout, want_argmax, b, None);
     parallel::run(Exec::choose(options.workers(), rows, cols), blocks, work)
 }
-

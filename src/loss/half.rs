@@ -1,13 +1,13 @@
 //! 16-bit logits (std builds): each block of rows runs the float32 code in a
 //! float32 scratch allocated for the call.
 
-use super::plan::{Mode, Plan};
 use super::block::{Block, Layout, RowOuts, Rows16, STREAM_MIN_BYTES, block_work, blocks, zero_padding};
+use super::plan::{Mode, Plan};
 use super::row;
 use super::types::Half;
+use super::types::Options;
 use crate::error::{ErrorKind, Result, fail};
 use crate::kernels;
-use super::types::Options;
 use crate::parallel::{self, Exec};
 
 /// As [`run_f32`] for bfloat16 / binary16 logits: each block of rows is

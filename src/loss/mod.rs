@@ -15,12 +15,13 @@ mod types;
 pub use crate::error::{Error, ErrorKind, Message, Result};
 pub use types::*;
 
-pub(crate) use plan::check_shape;
-use plan::{Mode, Plan};
-#[cfg(feature = "std")]
-pub(crate) use plan::{check_grad_buffer, check_len, check_matrix};
 use block::{Layout, STREAM_MIN_BYTES, canonical, run_f32};
 pub(crate) use block::{RowOuts, zero_padding};
+pub(crate) use plan::Mode;
+use plan::Plan;
+pub(crate) use plan::check_shape;
+#[cfg(feature = "std")]
+pub(crate) use plan::{check_grad_buffer, check_len, check_matrix};
 
 /// Splits a forward's outputs into per-row outputs and the reduced-loss slot
 /// (`None` for `Reduction::None`, whose losses are per row).

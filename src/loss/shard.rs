@@ -10,6 +10,9 @@
 //! with label smoothing (else 0), `weighted_logit_sum = Σ w_j (z'_j − max)`
 //! and `weight_sum = Σ w_j` (relative to the max, so that logits near ±1e4
 //! lose nothing to cancellation; the merge rebases it).
+//!
+//! One job, over 500 lines: the sharded calls (statistics, merge, loss,
+//! gradient) share the per-row statistics and the block walker.
 
 use super::plan::{Mode, Plan};
 use super::row::{Target, mass_times};

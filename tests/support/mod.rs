@@ -7,11 +7,30 @@ pub mod reference;
 use xent::kernels::Isa;
 use xent::loss::*;
 
+/// The paths `XENT_REQUIRE_ISA` (a comma-separated list, e.g.
+/// `avx2,avx512`) names: a test that would skip one of them fails instead,
+/// so a machine without them cannot pass with their code untested.
+pub fn required_isas() -> Vec<Isa> {
+    let list = std::env::var("XENT_REQUIRE_ISA").unwrap_or_default();
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| Isa::parse(s).unwrap_or_else(|| panic!("XENT_REQUIRE_ISA: unknown path {s:?}")))
+        .collect()
+}
+
 /// Runs `f` on every kernel path this CPU has, with this thread's calls
-/// forced onto it (and says which paths it skips).
+/// forced onto it (and says which paths it skips; a path `XENT_REQUIRE_ISA`
+/// names is never skipped: the test fails).
 pub fn for_each_isa(f: impl Fn(Isa)) {
+    let required = required_isas();
     for isa in Isa::all() {
         if isa.capped() != isa {
+            assert!(
+                !required.contains(&isa),
+                "XENT_REQUIRE_ISA names {} but this CPU lacks it: its kernels would go untested",
+                isa.name()
+            );
             println!("skipping {}: this CPU lacks it", isa.name());
             continue;
         }
