@@ -461,8 +461,9 @@ impl ParallelFor for CountingPool {
 
 #[test]
 fn a_callers_pool_is_invoked_once_per_pass() {
-    // A GPT-2 step's shape: 256 rows of 50257 classes padded to 50304.
-    let (rows, cols, stride) = (256, 50257, 50304);
+    // A GPT-2 vocabulary: 50257 classes padded to 50304, one row per block,
+    // and more blocks (80) than a round of the old stack table held (64).
+    let (rows, cols, stride) = (80, 50257, 50304);
     let mut rng = Rng(20);
     let mut logits: Vec<f32> = (0..rows * stride).map(|_| rng.normal() as f32).collect();
     let labels: Vec<i32> = (0..rows).map(|_| rng.below(cols) as i32).collect();
