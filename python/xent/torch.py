@@ -217,6 +217,7 @@ def _setup(ctx, inputs, output):
     _, lse, grad16 = output
     ctx.half = logits.dtype != torch.float32
     ctx.save_for_backward(logits, target, weight, lse, grad16)
+    ctx.set_materialize_grads(False)
 
 
 def _grad(ctx, grad_loss, _grad_lse, _grad_grad16):
@@ -426,16 +427,27 @@ def _linear_setup(ctx, inputs, output):
     ctx.reduction = inputs[5]
     ctx.has_bias = inputs[3] is not None
     ctx.dtypes = (inputs[0].dtype, inputs[1].dtype, inputs[3].dtype if inputs[3] is not None else None)
-    ctx.save_for_backward(*output[1:])
+    # Held by the node itself, not as saved tensors: backward hands them on
+    # and drops its reference, so autograd can move them into `.grad`
+    # instead of copying them (they are this node's alone).
+    ctx.grads = list(output[1:])
+    # Nothing flows into those outputs: no zero tensors for their gradients.
+    ctx.set_materialize_grads(False)
 
 
 def _linear_grad(ctx, grad_loss, _gh, _gw, _gb):
-    gh, gw, gb = ctx.saved_tensors
     if ctx.reduction == 2:
         raise RuntimeError("xent.torch.linear_cross_entropy: backward needs reduction 'mean' or 'sum'")
+    if not ctx.grads:
+        raise RuntimeError(
+            "xent.torch.linear_cross_entropy: backward runs once per forward (its gradients are handed on)"
+        )
+    gh, gw, gb = ctx.grads
+    ctx.grads = []
+    # Scaled in place: the forward made these tensors for this backward alone.
     g = grad_loss.to(torch.float32)
     dh, dw, db = ctx.dtypes
-    grads = ((gh * g).to(dh), (gw * g).to(dw), None, (gb * g).to(db) if ctx.has_bias else None)
+    grads = (gh.mul_(g).to(dh), gw.mul_(g).to(dw), None, gb.mul_(g).to(db) if ctx.has_bias else None)
     return grads + (None,) * 7
 
 
