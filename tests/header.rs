@@ -71,6 +71,19 @@ int main(int argc, char **argv) {{
 }
 
 #[test]
+fn the_header_defines_no_macro_but_its_guard_and_version() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let header = std::fs::read_to_string(root.join("include/xent.h")).expect("include/xent.h");
+    for line in header.lines().filter(|l| l.trim_start().starts_with("#define")) {
+        let name = line.split_whitespace().nth(1).unwrap_or("");
+        assert!(
+            name == "XENT_H" || name.starts_with("XENT_VERSION"),
+            "the header defines {name}: constants belong in an enum, and nothing else may be a macro ({line})"
+        );
+    }
+}
+
+#[test]
 fn header_compiles_cleanly_as_c89_to_cpp17_and_links() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let header = std::fs::read_to_string(root.join("include/xent.h")).expect("include/xent.h");
