@@ -6,9 +6,9 @@
 
 use core::ffi::c_char;
 
+use crate::error::Error;
 #[cfg(feature = "std")]
-use crate::error::Message;
-use crate::error::{Error, ErrorKind};
+use crate::error::{ErrorKind, Message};
 
 use super::status::*;
 

@@ -15,8 +15,10 @@ mod types;
 pub use crate::error::{Error, ErrorKind, Message, Result};
 pub use types::*;
 
+pub(crate) use block::RowOuts;
+#[cfg(feature = "std")]
+pub(crate) use block::zero_padding;
 use block::{Layout, STREAM_MIN_BYTES, canonical, run_f32};
-pub(crate) use block::{RowOuts, zero_padding};
 pub(crate) use plan::Mode;
 use plan::Plan;
 pub(crate) use plan::check_shape;
