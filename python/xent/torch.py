@@ -132,12 +132,6 @@ def _(logits, target, weight, ignore_index, reduction, label_smoothing, z_loss_s
     return loss, lse, logits.new_empty((0,))
 
 
-def _fresh(like):
-    """A new tensor for a gradient (its first touch, page faults included,
-    is the gradient pass's)."""
-    return torch.empty_like(like, memory_format=torch.contiguous_format)
-
-
 def _backward_call(logits, target, weight, grad_loss, lse, grad, opts):
     rows, classes = logits.shape
     stride = logits.stride(0) if rows > 1 else classes
@@ -175,7 +169,7 @@ def _backward(
     num_threads: int,
 ) -> torch.Tensor:
     """The gradient into a new tensor, `grad_loss` folded in."""
-    grad = _fresh(logits)
+    grad = torch.empty_like(logits, memory_format=torch.contiguous_format)
     opts = (reduction, ignore_index, label_smoothing, z_loss_scale, softcap, num_threads)
     _backward_call(logits, target, weight, grad_loss, lse, grad, opts)
     return grad
