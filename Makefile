@@ -1,51 +1,63 @@
 # xent: the two commands a fresh machine needs are `make demo` and `make test`.
 CC ?= cc
 CFLAGS_C = -std=c11 -Wall -Wextra -Wpedantic -Werror -O2 -I include
-RELEASE = target/release
-HARNESS = target/tmp/harness_shared
-SAN_HARNESS = target/tmp/harness_asan
+# Cargo's target directory: $CARGO_TARGET_DIR when set (relative to here, as
+# cargo takes it), else target/.
+TARGET_DIR := $(abspath $(or $(CARGO_TARGET_DIR),target))
+RELEASE = $(TARGET_DIR)/release
+HARNESS = $(TARGET_DIR)/tmp/harness_shared
+SAN_HARNESS = $(TARGET_DIR)/tmp/harness_asan
+# The C libraries: the crate's own type is rlib only (Cargo.toml says why).
+CLIBS = cargo rustc --release --lib --crate-type cdylib,staticlib
+# `make test` and `make lint` regenerate the header (build.rs with cbindgen).
+HEADER = --features header
 
-.PHONY: all build demo test test-rust test-valgrind test-asan test-mpi test-install test-python install lint bench bench-linear bench-compare clean fuzz miri test-cross isa-ratio-cross test-wasm build-embedded test-embedded test-targets footprint
+.PHONY: all build demo test uninstall test-packaging test-rust test-valgrind test-asan test-mpi test-install test-python install lint bench bench-linear bench-compare clean fuzz miri test-cross isa-ratio-cross test-wasm build-embedded test-embedded test-targets footprint
 
 all: build
 
+# libxent.so and libxent.a in $(RELEASE). The archive is cargo's with every
+# symbol but the xent_* functions made local (packaging/static-hygiene.sh):
+# Rust's std, its libm copies and compiler builtins stay inside it. Cargo
+# rewrites $(RELEASE)/libxent.a on each run, so this runs every time (0.5 s).
 build:
-	cargo build --release
+	$(CLIBS)
+	packaging/static-hygiene.sh $(RELEASE)/deps/libxent.a $(RELEASE)/libxent.a
 
 # Build the library and header, compile the C examples against the shared
 # library, and train on the bundled digits: softmax regression on logits the
 # trainer computes, then a two-layer network whose head is the fused linear call.
 demo: build
-	$(CC) $(CFLAGS_C) examples/train_digits.c -L $(RELEASE) -lxent -lm -Wl,-rpath,$(CURDIR)/$(RELEASE) -o $(RELEASE)/train_digits
+	$(CC) $(CFLAGS_C) examples/train_digits.c -L $(RELEASE) -lxent -lm -Wl,-rpath,$(RELEASE) -o $(RELEASE)/train_digits
 	$(RELEASE)/train_digits examples/data/digits.csv
-	$(CC) $(CFLAGS_C) examples/train_digits_mlp.c -L $(RELEASE) -lxent -lm -Wl,-rpath,$(CURDIR)/$(RELEASE) -o $(RELEASE)/train_digits_mlp
+	$(CC) $(CFLAGS_C) examples/train_digits_mlp.c -L $(RELEASE) -lxent -lm -Wl,-rpath,$(RELEASE) -o $(RELEASE)/train_digits_mlp
 	$(RELEASE)/train_digits_mlp examples/data/digits.csv
 
 # Every test: the Rust suites (reference, golden, paths, threads, header,
 # C harness against the shared and static library), then the C harness under
 # valgrind (if installed) and under AddressSanitizer + UBSan, the MPI example,
 # and programs built against an installed copy.
-test: test-rust test-valgrind test-asan test-mpi test-install test-python
+test: test-rust test-valgrind test-asan test-mpi test-install test-python test-packaging
 
 test-rust:
-	cargo test
+	cargo test $(HEADER)
 
 test-valgrind: test-rust
 	@if command -v valgrind >/dev/null; then \
-		valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite -q $(HARNESS); \
+		valgrind --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite --show-possibly-lost=no -q $(HARNESS); \
 	else echo "valgrind not installed: skipping the valgrind run (ASan still runs)"; fi
 
 test-asan: test-rust
 	$(CC) $(CFLAGS_C) -g -O1 -fsanitize=address,undefined -fno-omit-frame-pointer c_tests/harness.c \
-		-L target/debug/deps -lxent -lpthread -lm -Wl,-rpath,$(CURDIR)/target/debug/deps -o $(SAN_HARNESS)
+		-L $(RELEASE) -lxent -lpthread -lm -Wl,-rpath,$(RELEASE) -o $(SAN_HARNESS)
 	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1 $(SAN_HARNESS)
 
 # The sharded example on 2 and 3 ranks (shards of unequal size), against the
-# library `cargo test` built; skipped, saying why, when MPI is not installed.
-MPI_SHARDED = target/tmp/mpi_sharded
+# release library the C tests of `cargo test` built (tests/cross: c_lib_dir); skipped, saying why, when MPI is not installed.
+MPI_SHARDED = $(TARGET_DIR)/tmp/mpi_sharded
 test-mpi: test-rust
 	@if command -v mpicc >/dev/null && command -v mpiexec >/dev/null; then \
-		mpicc $(CFLAGS_C) examples/mpi_sharded.c -L target/debug/deps -lxent -lm -Wl,-rpath,$(CURDIR)/target/debug/deps -o $(MPI_SHARDED) && \
+		mpicc $(CFLAGS_C) examples/mpi_sharded.c -L $(RELEASE) -lxent -lm -Wl,-rpath,$(RELEASE) -o $(MPI_SHARDED) && \
 		mpiexec -n 2 $(MPI_SHARDED) && mpiexec -n 3 $(MPI_SHARDED); \
 	else echo "test-mpi skipped: mpicc/mpiexec not found (apt-get install mpich libmpich-dev)"; fi
 
@@ -73,14 +85,14 @@ WASM_TESTS = --test core --test exp --test golden --test half --test shard --tes
 test-wasm:
 	RUSTFLAGS="-C target-feature=+simd128" \
 	CARGO_TARGET_WASM32_WASIP1_RUNNER="node $(CURDIR)/tests/wasi_runner.mjs" \
-	cargo test --no-fail-fast --target $(WASM) --target-dir target/wasm $(WASM_TESTS)
+	cargo test --no-fail-fast --target $(WASM) --target-dir $(TARGET_DIR)/wasm $(WASM_TESTS)
 
 # The no_std library for a bare-metal Cortex-M4F (no allocator, no threads,
 # no libstd; panics halt): needs `rustup target add thumbv7em-none-eabihf`.
 # (`make test` checks the no_std build's results on this machine.)
 EMBEDDED = thumbv7em-none-eabihf
 build-embedded:
-	CARGO_PROFILE_RELEASE_PANIC=abort cargo build --release --lib --no-default-features \
+	CARGO_PROFILE_RELEASE_PANIC=abort cargo rustc --release --lib --crate-type staticlib --no-default-features \
 		--features panic-handler --target $(EMBEDDED)
 
 # The no_std library on an emulated Cortex-M4F (embedded/: qemu-system-arm,
@@ -88,10 +100,10 @@ build-embedded:
 # on this machine (std build) must print the same bits. Needs Debian's
 # qemu-system-arm and the thumbv7em-none-eabihf target.
 test-embedded: build-embedded
-	cd embedded && cargo run --release --locked > ../target/embedded_workload.cortex-m4f
-	cargo run --release --example embedded_workload > target/embedded_workload.host
-	diff target/embedded_workload.host target/embedded_workload.cortex-m4f
-	@echo "the Cortex-M4F run printed the host's bits ($$(wc -l < target/embedded_workload.host) lines)"
+	cd embedded && cargo run --release --locked > $(TARGET_DIR)/embedded_workload.cortex-m4f
+	cargo run --release --example embedded_workload > $(TARGET_DIR)/embedded_workload.host
+	diff $(TARGET_DIR)/embedded_workload.host $(TARGET_DIR)/embedded_workload.cortex-m4f
+	@echo "the Cortex-M4F run printed the host's bits ($$(wc -l < $(TARGET_DIR)/embedded_workload.host) lines)"
 
 # Every other target: aarch64 under qemu, wasm32 under Node.js, Cortex-M.
 test-targets: test-cross test-wasm test-embedded
@@ -105,7 +117,7 @@ footprint:
 isa-ratio-cross:
 	CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
 	cargo build --release --target $(CROSS) --example isa_ratio
-	$(CROSS_RUN) target/$(CROSS)/release/examples/isa_ratio 64 4096
+	$(CROSS_RUN) $(TARGET_DIR)/$(CROSS)/release/examples/isa_ratio 64 4096
 
 # Fuzzing (cargo-fuzz, libFuzzer, AddressSanitizer; needs nightly): every
 # target for FUZZ_SECONDS each from the committed seeds (fuzz/seeds/), e.g.
@@ -131,38 +143,64 @@ MAJOR := $(word 1,$(subst ., ,$(VERSION)))
 MINOR := $(word 2,$(subst ., ,$(VERSION)))
 # Before 1.0 a minor release may break the ABI: the soname carries major.minor.
 SONAME = libxent.so.$(MAJOR).$(MINOR)
-INSTALL_BUILD = target/install
+INSTALL_BUILD = $(TARGET_DIR)/install
 # What the static library needs besides itself (rustc --print native-static-libs).
 STATIC_LIBS = -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
-SUBST = sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+# The pkg-config and CMake files name the prefix, include and library
+# directories relative to their own place, so a moved prefix still works.
+rel = $(shell realpath -m --relative-to=$(1) $(2))
+SUBST = sed -e 's|@PC_PREFIX@|$${pcfiledir}/$(call rel,$(LIBDIR)/pkgconfig,$(PREFIX))|g' \
+	-e 's|@PC_LIBDIR@|$${pcfiledir}/..|g' \
+	-e 's|@PC_INCLUDEDIR@|$${pcfiledir}/$(call rel,$(LIBDIR)/pkgconfig,$(INCLUDEDIR))|g' \
+	-e 's|@CMAKE_LIBDIR@|$(call rel,$(LIBDIR)/cmake/xent,$(LIBDIR))|g' \
+	-e 's|@CMAKE_INCLUDEDIR@|$(call rel,$(LIBDIR)/cmake/xent,$(INCLUDEDIR))|g' \
 	-e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(MAJOR)|g' -e 's|@MINOR@|$(MINOR)|g' -e 's|@SONAME@|$(SONAME)|g' \
 	-e 's|@STATIC_LIBS@|$(STATIC_LIBS)|g' -e 's|@STATIC_LIBS_CMAKE@|$(subst $(eval) ,;,$(patsubst -l%,%,$(STATIC_LIBS)))|g'
+INSTALLED = $(INCLUDEDIR)/xent.h $(LIBDIR)/libxent.so.$(VERSION) $(LIBDIR)/$(SONAME) $(LIBDIR)/libxent.so \
+	$(LIBDIR)/libxent.a $(LIBDIR)/pkgconfig/xent.pc $(LIBDIR)/cmake/xent/xentConfig.cmake \
+	$(LIBDIR)/cmake/xent/xentConfigVersion.cmake
 
+# The libraries are stripped: no debug information, no local symbols.
 install:
-	XENT_SONAME=$(SONAME) cargo build --release --lib --target-dir $(INSTALL_BUILD)
+	XENT_SONAME=$(SONAME) $(CLIBS) --target-dir $(INSTALL_BUILD)
 	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/cmake/xent $(DESTDIR)$(INCLUDEDIR)
 	install -m 644 include/xent.h $(DESTDIR)$(INCLUDEDIR)/xent.h
 	install -m 755 $(INSTALL_BUILD)/release/libxent.so $(DESTDIR)$(LIBDIR)/libxent.so.$(VERSION)
+	strip --strip-unneeded $(DESTDIR)$(LIBDIR)/libxent.so.$(VERSION)
 	ln -sf libxent.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libxent.so
-	install -m 644 $(INSTALL_BUILD)/release/libxent.a $(DESTDIR)$(LIBDIR)/libxent.a
+	packaging/static-hygiene.sh $(INSTALL_BUILD)/release/deps/libxent.a $(DESTDIR)$(LIBDIR)/libxent.a --strip
+	chmod 644 $(DESTDIR)$(LIBDIR)/libxent.a
 	$(SUBST) packaging/xent.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/xent.pc
 	$(SUBST) packaging/xentConfig.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/xent/xentConfig.cmake
 	$(SUBST) packaging/xentConfigVersion.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/xent/xentConfigVersion.cmake
 
+# Removes what `make install` put (same PREFIX, LIBDIR, INCLUDEDIR, DESTDIR),
+# and the directories it made if they are left empty.
+uninstall:
+	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
+	-rmdir $(DESTDIR)$(LIBDIR)/cmake/xent $(DESTDIR)$(LIBDIR)/cmake $(DESTDIR)$(LIBDIR)/pkgconfig 2>/dev/null
+
 # Installs into a temporary prefix, then builds and runs a C program with
-# pkg-config (shared and static) and a C++ program with CMake against it.
+# pkg-config (shared and static) and a C++ program with CMake against it,
+# moves the prefix and does it again, and uninstalls.
 test-install:
 	c_tests/install/run.sh
 
-# The Python binding against the library `cargo test` built (standard
+# xent as each ecosystem takes it (c_tests/packaging/run.sh): the static
+# archive's symbols, CMake add_subdirectory/FetchContent, CARGO_TARGET_DIR,
+# pip, a Rust dependent, LuaJIT's FFI.
+test-packaging: build
+	c_tests/packaging/run.sh
+
+# The Python binding against the release library the C tests built (standard
 # library only; the NumPy and PyTorch tests skip, saying so, without them).
 test-python: test-rust
-	XENT_LIBRARY=$(CURDIR)/target/debug/deps/libxent.so python3 -m unittest discover -s python/tests -v
+	XENT_LIBRARY=$(RELEASE)/libxent.so python3 -m unittest discover -s python/tests -v
 
 lint:
 	cargo fmt --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --all-targets $(HEADER) -- -D warnings
 	git diff --exit-code -- include/xent.h
 
 # Benchmarks are not tests: run them on a quiet machine.

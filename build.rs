@@ -1,13 +1,13 @@
-//! Generates include/xent.h from the C API with cbindgen. The header is
-//! committed; tests/header.rs fails when it is stale.
+//! With the `header` feature, generates include/xent.h from the C API with
+//! cbindgen (the header is committed; tests/header.rs fails when it is
+//! stale). Always: the installed shared library's soname.
 
 use std::env;
+#[cfg(feature = "header")]
 use std::path::PathBuf;
 
 fn main() {
-    let dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    println!("cargo:rerun-if-changed=src/capi");
-    println!("cargo:rerun-if-changed=cbindgen.toml");
+    println!("cargo:rerun-if-changed=build.rs");
     // `make install` builds with XENT_SONAME=libxent.so.MAJOR.MINOR so the
     // installed shared library carries a soname; development builds have
     // none, so programs linked against target/ find plain libxent.so.
@@ -17,6 +17,17 @@ fn main() {
     {
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{soname}");
     }
+    #[cfg(feature = "header")]
+    generate_header();
+}
+
+/// Writes the header cbindgen generates from src/capi to OUT_DIR and, when it
+/// differs, to include/xent.h.
+#[cfg(feature = "header")]
+fn generate_header() {
+    println!("cargo:rerun-if-changed=src/capi");
+    println!("cargo:rerun-if-changed=cbindgen.toml");
+    let dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let mut config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("cbindgen.toml parses");
     let v = |k: &str| env::var(k).expect("cargo sets the version variables");
     config.after_includes = Some(format!(
@@ -50,6 +61,7 @@ fn main() {
 /// reduction codes become the constants of an enum each (FFI declaration
 /// tools such as LuaJIT's `ffi.cdef` drop macros), without a trailing
 /// comma. The types `XentStatus` and `XentReduction` stay `uint32_t`.
+#[cfg(feature = "header")]
 fn portable(header: &str) -> String {
     // Paragraphs are separated by blank lines; a constant is a comment
     // paragraph ending in `#define XENT_<GROUP>_<NAME> <value>`.

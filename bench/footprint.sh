@@ -50,7 +50,7 @@ row() { # target, label, strip tool or -, environment (VAR=value,...), cargo arg
   fi
   local td=$dir/${label//[^a-z0-9_]/_}
   # shellcheck disable=SC2086
-  env ${vars//,/ } CARGO_PROFILE_RELEASE_DEBUG=0 cargo build -q --release --lib --target "$target" --target-dir "$td" "$@" 2>/dev/null
+  env ${vars//,/ } CARGO_PROFILE_RELEASE_DEBUG=0 cargo rustc -q --release --lib --crate-type cdylib,staticlib --target "$target" --target-dir "$td" "$@" 2>/dev/null
   local out=$td/$target/release so="-"
   if [ "$strip" != - ] && [ -f "$out/libxent.so" ]; then
     "$strip" -s -o "$td.so" "$out/libxent.so"

@@ -1,17 +1,13 @@
 //! Builds c_tests/harness.c against include/xent.h with the compiler the `cc`
 //! crate finds, links it once with the shared and once with the static
-//! library that this `cargo test` built, and runs both.
+//! library (built as `make build` does: cross::c_lib_dir), and runs both.
 
 mod cross;
 
 use std::path::{Path, PathBuf};
 
-/// target/<profile>/deps: where `cargo test` leaves the freshly built
-/// libxent.so and libxent.a (the copies one level up are only refreshed by
-/// `cargo build`).
 fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent().expect("target/<profile>/deps").to_path_buf()
+    cross::c_lib_dir()
 }
 
 fn compile(out: &Path, link: &[&str]) {

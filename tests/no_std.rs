@@ -1,7 +1,7 @@
 //! The no_std build (`--no-default-features`) on this machine: built as a
 //! static library with a nested cargo, linked into c_tests/nostd.c, whose
 //! printout of every float32 result's bits must equal that of the same
-//! program linked with the std build this `cargo test` made. The no_std
+//! program linked with the std build (cross::c_lib_dir). The no_std
 //! build picks its path at compile time (the portable one for baseline
 //! x86-64), so this also compares paths, and the libm crate's float64
 //! functions with the platform's.
@@ -22,7 +22,8 @@ fn build_no_std() -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "--lib", "--locked", "--no-default-features", "--features", "panic-handler"])
+        .args(["rustc", "--lib", "--crate-type", "staticlib", "--locked", "--no-default-features"])
+        .args(["--features", "panic-handler"])
         .args(["--target", &target()])
         .arg("--target-dir")
         .arg(&dir)
@@ -43,7 +44,7 @@ fn run(exe: &Path, arg: &str) -> String {
 #[test]
 fn the_no_std_build_gives_the_std_build_bits() {
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let std_lib = std::env::current_exe().expect("test path").with_file_name("libxent.a");
+    let std_lib = cross::c_lib_dir().join("libxent.a");
     let (with_std, without) = (tmp.join("nostd_c_std"), tmp.join("nostd_c_nostd"));
     cross::compile_c("nostd.c", &with_std, &[std_lib.as_os_str()]);
     cross::compile_c("nostd.c", &without, &[build_no_std().as_os_str()]);

@@ -13,7 +13,7 @@ fn readme_c_examples_compile_and_run() {
         readme.split("```c\n").skip(1).map(|b| &b[..b.find("```").expect("closed code block")]).collect();
     assert!(blocks.len() >= 2, "the README's C examples are missing");
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let deps = std::env::current_exe().expect("exe").parent().expect("deps").to_path_buf();
+    let deps = cross::c_lib_dir();
     for (k, block) in blocks.iter().enumerate() {
         let src = tmp.join(format!("readme_example_{k}.c"));
         std::fs::write(&src, block).expect("write example");

@@ -22,6 +22,12 @@ if ! readelf -d "$lib/libxent.so.$version" | grep -q "Library soname: \[$soname\
   exit 1
 fi
 
+# Installed libraries carry no debug information (and the archive only the
+# xent_* symbols as globals: c_tests/packaging/run.sh checks that).
+for f in "$lib/libxent.so.$version" "$lib/libxent.a"; do
+  if readelf -S "$f" | grep -q '\.debug_'; then echo "test-install: $f is not stripped"; exit 1; fi
+done
+
 # Checks that a program needs the installed soname (shared) or no libxent at all (static).
 needs() { readelf -d "$1" | grep -q "Shared library: \[$2\]"; }
 
@@ -61,7 +67,9 @@ if command -v cmake >/dev/null; then
   done
   # The README's CMake block, as a user would copy it.
   mkdir -p "$tmp/readme"
-  awk '/^```cmake$/ {on = 1; next} /^```$/ && on {exit} on' README.md >"$tmp/readme/CMakeLists.txt"
+  # The README's cmake block that uses find_package.
+  awk '/^```cmake$/ {on = 1; block = ""; next} /^```$/ && on {on = 0; if (block ~ /find_package/) {printf "%s", block; exit}} on {block = block $0 "\n"}' \
+    README.md >"$tmp/readme/CMakeLists.txt"
   grep -q find_package "$tmp/readme/CMakeLists.txt" || { echo "test-install: no CMake block in README.md"; exit 1; }
   cp c_tests/install/check.cpp "$tmp/readme/app.cpp"
   cmake -S "$tmp/readme" -B "$tmp/readme/build" -DCMAKE_PREFIX_PATH="$prefix" >"$tmp/cmake.log" 2>&1 \
@@ -71,4 +79,27 @@ if command -v cmake >/dev/null; then
 else
   echo "test-install: cmake not found, skipping the C++/CMake builds (apt-get install cmake)"
 fi
+# A moved prefix: pkg-config and CMake find everything relative to their files.
+moved="$tmp/moved"
+mv "$prefix" "$moved"
+if command -v pkg-config >/dev/null; then
+  PKG_CONFIG_PATH="$moved/lib/pkgconfig"
+  # shellcheck disable=SC2046
+  cc -std=c11 -Wall -Wextra -Werror c_tests/install/check.c $(PKG_CONFIG_PATH=$PKG_CONFIG_PATH pkg-config --cflags --libs xent) -lm -o "$tmp/check_moved"
+  LD_LIBRARY_PATH="$moved/lib" "$tmp/check_moved"
+fi
+if command -v cmake >/dev/null; then
+  rm -rf "$tmp/build"
+  cmake -S c_tests/install -B "$tmp/build" -DCMAKE_PREFIX_PATH="$moved" >"$tmp/cmake.log" 2>&1 \
+    || { cat "$tmp/cmake.log"; echo "test-install: CMake cannot use the moved prefix"; exit 1; }
+  PKG_CONFIG_PATH="$moved/lib/pkgconfig" cmake --build "$tmp/build" >"$tmp/build.log" 2>&1 || { cat "$tmp/build.log"; exit 1; }
+  LD_LIBRARY_PATH="$moved/lib" "$tmp/build/check_cmake"
+  LD_LIBRARY_PATH="$moved/lib" "$tmp/build/check_cmake_static"
+fi
+mv "$moved" "$prefix"
+
+# Uninstall removes every file install put, and the directories it made.
+make --no-print-directory uninstall PREFIX="$prefix"
+left=$(find "$prefix" -mindepth 1 -not -type d)
+[ -z "$left" ] || { echo "test-install: make uninstall left $left"; exit 1; }
 echo "test-install: ok"

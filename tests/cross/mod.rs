@@ -48,3 +48,38 @@ pub fn compile_c(source: &str, out: &std::path::Path, link: &[&std::ffi::OsStr])
     let status = cmd.status().expect("C compiler runs");
     assert!(status.success(), "compiling c_tests/{source} failed: {cmd:?}");
 }
+
+/// The directory holding the C libraries (libxent.so, libxent.a) for the
+/// target these tests were built for, built on first use by a nested
+/// `cargo rustc --release --lib --crate-type cdylib,staticlib` in this
+/// build's target directory: the same command and profile as `make build`,
+/// so the C tests link what users link and the two builds share one tree.
+/// (The crate's own crate type is only `rlib`: see Cargo.toml.)
+pub fn c_lib_dir() -> std::path::PathBuf {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        // CARGO_TARGET_TMPDIR is <target dir>/tmp whatever --target is.
+        let target_dir =
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("<target dir>/tmp").to_path_buf();
+        // This executable is <target dir>[/<triple>]/<profile>/deps/<name>.
+        let exe = std::env::current_exe().expect("test executable path");
+        let triple_dir = exe.ancestors().nth(3).expect("the executable's place in the target dir");
+        let mut cargo = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cargo
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["rustc", "--quiet", "--locked", "--release", "--lib", "--crate-type", "cdylib,staticlib"])
+            .arg("--target-dir")
+            .arg(&target_dir);
+        let out = if triple_dir == target_dir {
+            target_dir.join("release")
+        } else {
+            let triple = triple_dir.file_name().expect("a target triple").to_str().expect("UTF-8 triple");
+            cargo.args(["--target", triple]);
+            triple_dir.join("release")
+        };
+        let status = cargo.status().expect("cargo runs");
+        assert!(status.success(), "building the C libraries failed: {cargo:?}");
+        out
+    })
+    .clone()
+}
