@@ -37,6 +37,26 @@ class NumPy(unittest.TestCase):
         np.testing.assert_array_equal(z, grad)
         np.testing.assert_array_equal(wide[:, 13:], before)
 
+    def test_float64_and_integer_class_weights_are_converted(self):
+        z = self.rng.standard_normal((6, 7)).astype(np.float32) * 3
+        labels = np.array([0, 6, 3, 3, -100, 1])
+        w64 = self.rng.uniform(0.2, 3.0, 7)  # float64, NumPy's default
+        w32 = w64.astype(np.float32)
+        for kw in ({"reduction": "mean"}, {"reduction": "none", "label_smoothing": 0.2}):
+            want = xent.cross_entropy_forward_backward(z, labels, weight=w32, **kw)
+            got = xent.cross_entropy_forward_backward(z, labels, weight=w64, **kw)
+            np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(want[0]))
+            np.testing.assert_array_equal(got[1], want[1])
+            ref_loss, _ = reference([float(v) for v in z.ravel()], 6, 7, labels=labels.tolist(),
+                                    weight=[float(v) for v in w32], reduction=kw["reduction"],
+                                    smoothing=kw.get("label_smoothing", 0.0))
+            for a, b in zip(np.atleast_1d(got[0]), ref_loss if kw["reduction"] == "none" else [ref_loss]):
+                self.assertTrue(close(float(a), b))
+        ints = np.array([1, 2, 1, 1, 3, 1, 2])
+        self.assertEqual(xent.cross_entropy(z, labels, weight=ints), xent.cross_entropy(z, labels, weight=ints.astype(np.float32)))
+        with self.assertRaises(ValueError):
+            xent.cross_entropy(z, labels, weight=w64[:5])
+
     def test_float16_and_bf16_logits(self):
         z = (self.rng.standard_normal((4, 33)) * 3).astype(np.float16)
         labels = np.array([1, 2, 3, 32], dtype=np.int32)

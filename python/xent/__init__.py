@@ -7,8 +7,10 @@ two-dimensional NumPy array gives its own shape; a flat buffer needs
 ``classes=``. Outputs are NumPy arrays when the logits are one, otherwise
 ``array.array``.
 
-The library is found at ``$XENT_LIBRARY``, then next to this file, then in
-``target/release`` of the source tree this package sits in.
+The library is found at ``$XENT_LIBRARY``, then next to this file (where
+``pip install`` puts it), then in the release directory of the source tree
+this package sits in (``$CARGO_TARGET_DIR/release``, else ``target/release``:
+``make build`` puts it there).
 
 Semantics are PyTorch's ``F.cross_entropy`` (see the README's table of
 options); every failure raises :class:`XentError` with the C status and
@@ -84,14 +86,16 @@ def _find_library():
     if env:
         return env
     here = os.path.dirname(os.path.abspath(__file__))
-    for d in (here, os.path.join(here, "..", "..", "target", "release")):
+    tree = os.path.join(here, "..", "..")
+    target = os.environ.get("CARGO_TARGET_DIR") or "target"
+    for d in (here, os.path.join(tree, target, "release")):
         for n in _names():
             p = os.path.normpath(os.path.join(d, n))
             if os.path.exists(p):
                 return p
     raise OSError(
         "libxent not found: set XENT_LIBRARY, put the library next to xent/__init__.py, "
-        "or build it with `cargo build --release` in the source tree"
+        "or build it with `make build` in the source tree (or `pip install` it)"
     )
 
 
@@ -310,7 +314,7 @@ class _Opts:
         o.ignore_index = _int32(ignore_index, "ignore_index")
         self.weight = None
         if weight is not None:
-            self.weight = _Array(weight, "weight", ("f4",)).need(classes)
+            self.weight = _Array(_float32_weights(weight), "weight", ("f4",)).need(classes)
             o.class_weights = _c.cast(self.weight.addr, _f32p)
         o.label_smoothing = float(label_smoothing)
         o.z_loss_scale = float(z_loss_scale)
@@ -363,6 +367,27 @@ def _target(target, x):
     if t.kind == "i4":
         return t.need(x.rows), False
     return t.need(x.rows, x.cols), True
+
+
+def _float32_weights(weight):
+    """Class weights as float32: NumPy arrays of float64 (NumPy's default),
+    float16 or integers and ``array('d')`` buffers are converted (rounded to
+    the nearest float32, as PyTorch does when it casts to the logits'
+    dtype); float32 buffers are used in place."""
+    iface = getattr(weight, "__array_interface__", None)
+    if iface is not None:
+        if iface["typestr"][1] in "fiu" and iface["typestr"] != "<f4" and hasattr(weight, "astype"):
+            return weight.astype("float32")
+        return weight
+    if isinstance(weight, (list, tuple)):
+        return array.array("f", weight)
+    try:
+        mv = memoryview(weight)
+    except TypeError:
+        return weight
+    if mv.format.lstrip("@=<") == "d" and mv.ndim == 1:
+        return array.array("f", mv.tolist())
+    return weight
 
 
 def _is_float(obj):
