@@ -12,7 +12,7 @@ CLIBS = cargo rustc --release --lib --crate-type cdylib,staticlib
 # `make test` and `make lint` regenerate the header (build.rs with cbindgen).
 HEADER = --features header
 
-.PHONY: all build demo test uninstall test-packaging test-rust test-valgrind test-asan test-mpi test-install test-python install lint bench bench-linear bench-compare clean fuzz miri test-cross isa-ratio-cross test-wasm build-embedded test-embedded test-targets footprint
+.PHONY: all build demo test uninstall build-windows test-windows install-windows test-packaging test-rust test-valgrind test-asan test-mpi test-install test-python install lint bench bench-linear bench-compare clean fuzz miri test-cross isa-ratio-cross test-wasm build-embedded test-embedded test-targets footprint
 
 all: build
 
@@ -105,6 +105,68 @@ test-embedded: build-embedded
 	diff $(TARGET_DIR)/embedded_workload.host $(TARGET_DIR)/embedded_workload.cortex-m4f
 	@echo "the Cortex-M4F run printed the host's bits ($$(wc -l < $(TARGET_DIR)/embedded_workload.host) lines)"
 
+# Windows (x86-64), cross-built with MinGW-w64 and tested under Wine: needs
+# `rustup target add x86_64-pc-windows-gnu` and Debian's gcc-mingw-w64-x86-64
+# and wine64. build-windows leaves xent.dll, its import library
+# libxent.dll.a and the static libxent.a in $(WIN_DIR).
+WIN = x86_64-pc-windows-gnu
+WIN_CC = x86_64-w64-mingw32-gcc
+WIN_DIR = $(TARGET_DIR)/$(WIN)/release
+WIN_ENV = CARGO_TARGET_X86_64_PC_WINDOWS_GNU_LINKER=$(WIN_CC) CC_x86_64_pc_windows_gnu=$(WIN_CC) \
+	AR_x86_64_pc_windows_gnu=x86_64-w64-mingw32-ar
+# What the static library needs from Windows (rustc --print native-static-libs).
+WIN_STATIC_LIBS = -lws2_32 -luserenv -lntdll -ldbghelp -lkernel32
+# C as the project holds it, with MinGW's C99 printf (%zu).
+WIN_CFLAGS = -std=c11 -Wall -Wextra -Wpedantic -Werror -O2 -I include -D__USE_MINGW_ANSI_STDIO=1
+# The harness's own threads: MinGW's winpthreads, linked in (no DLL to ship).
+WIN_PTHREAD = -Wl,-Bstatic -lpthread -Wl,-Bdynamic
+WINE ?= wine
+# Wine 8 lacks bcryptprimitives.dll (Rust's std imports ProcessPrng from it;
+# Windows 10+ has it): a stand-in for the test runs only, found via WINEPATH,
+# as is xent.dll. WINEDEBUG=-all keeps Wine's own messages out of the logs.
+WIN_STUB = $(TARGET_DIR)/wine-stub
+WIN_RUN = WINEDEBUG=-all WINEPATH="$(WIN_STUB);$(WIN_DIR)" $(WINE)
+# The Rust suites that run there (the others start compilers, other
+# targets' builds or billions of loads; the C harness runs below instead).
+WIN_TESTS = --lib --test core --test exp --test golden --test half --test shard --test linear \
+	--test trainer --test bad_input --test isa
+WIN_TMP = $(TARGET_DIR)/$(WIN)/tmp
+
+build-windows:
+	$(WIN_ENV) cargo rustc --release --lib --crate-type cdylib,staticlib --target $(WIN)
+
+$(WIN_STUB)/bcryptprimitives.dll: c_tests/windows/bcryptprimitives.c
+	mkdir -p $(WIN_STUB)
+	$(WIN_CC) -O2 -shared -o $@ $< -ladvapi32
+
+# The Rust suites under Wine; the C harness built with MinGW against the DLL
+# (through its import library) and against the static library, a C++
+# program against the DLL, the demo, an installed prefix (pkg-config and
+# CMake), all run under Wine; and the embedded workload's printout of every
+# result's bits, which must equal the Linux build's.
+test-windows: build-windows $(WIN_STUB)/bcryptprimitives.dll
+	$(WIN_ENV) CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="env WINEDEBUG=-all WINEPATH=$(WIN_STUB) $(WINE)" \
+		cargo test --no-fail-fast --target $(WIN) $(WIN_TESTS)
+	mkdir -p $(WIN_TMP)
+	$(WIN_CC) $(WIN_CFLAGS) c_tests/harness.c -L $(WIN_DIR) -lxent $(WIN_PTHREAD) -o $(WIN_TMP)/harness_dll.exe
+	objdump -p $(WIN_TMP)/harness_dll.exe | grep -q 'DLL Name: xent.dll'
+	$(WIN_RUN) $(WIN_TMP)/harness_dll.exe
+	$(WIN_CC) $(WIN_CFLAGS) c_tests/harness.c $(WIN_DIR)/libxent.a $(WIN_STATIC_LIBS) $(WIN_PTHREAD) -o $(WIN_TMP)/harness_static.exe
+	! objdump -p $(WIN_TMP)/harness_static.exe | grep -q 'DLL Name: xent.dll'
+	$(WIN_RUN) $(WIN_TMP)/harness_static.exe
+	x86_64-w64-mingw32-g++ -std=c++17 -Wall -Wextra -Werror -O2 -static-libgcc -static-libstdc++ -I include \
+		c_tests/install/check.cpp -L $(WIN_DIR) -lxent \
+		-o $(WIN_TMP)/check_cpp.exe
+	$(WIN_RUN) $(WIN_TMP)/check_cpp.exe
+	$(WIN_CC) $(WIN_CFLAGS) examples/train_digits.c -L $(WIN_DIR) -lxent -o $(WIN_TMP)/train_digits.exe
+	$(WIN_RUN) $(WIN_TMP)/train_digits.exe examples/data/digits.csv
+	c_tests/windows/install.sh $(WIN_STUB)
+	$(WIN_ENV) CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="env WINEDEBUG=-all WINEPATH=$(WIN_STUB) $(WINE)" \
+		cargo run -q --release --target $(WIN) --example embedded_workload | tr -d '\r' > $(WIN_TMP)/embedded_workload.windows
+	cargo run -q --release --example embedded_workload > $(WIN_TMP)/embedded_workload.host
+	diff $(WIN_TMP)/embedded_workload.host $(WIN_TMP)/embedded_workload.windows
+	@echo "test-windows: the Windows build printed this machine's Linux bits ($$(wc -l < $(WIN_TMP)/embedded_workload.host) lines of results)"
+
 # Every other target: aarch64 under qemu, wasm32 under Node.js, Cortex-M.
 test-targets: test-cross test-wasm test-embedded
 
@@ -138,6 +200,8 @@ miri:
 PREFIX ?= /usr/local
 LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
+BINDIR ?= $(PREFIX)/bin
+SYSTEM = linux
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 MAJOR := $(word 1,$(subst ., ,$(VERSION)))
 MINOR := $(word 2,$(subst ., ,$(VERSION)))
@@ -154,6 +218,7 @@ SUBST = sed -e 's|@PC_PREFIX@|$${pcfiledir}/$(call rel,$(LIBDIR)/pkgconfig,$(PRE
 	-e 's|@PC_INCLUDEDIR@|$${pcfiledir}/$(call rel,$(LIBDIR)/pkgconfig,$(INCLUDEDIR))|g' \
 	-e 's|@CMAKE_LIBDIR@|$(call rel,$(LIBDIR)/cmake/xent,$(LIBDIR))|g' \
 	-e 's|@CMAKE_INCLUDEDIR@|$(call rel,$(LIBDIR)/cmake/xent,$(INCLUDEDIR))|g' \
+	-e 's|@CMAKE_BINDIR@|$(call rel,$(LIBDIR)/cmake/xent,$(BINDIR))|g' -e 's|@SYSTEM@|$(SYSTEM)|g' \
 	-e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(MAJOR)|g' -e 's|@MINOR@|$(MINOR)|g' -e 's|@SONAME@|$(SONAME)|g' \
 	-e 's|@STATIC_LIBS@|$(STATIC_LIBS)|g' -e 's|@STATIC_LIBS_CMAKE@|$(subst $(eval) ,;,$(patsubst -l%,%,$(STATIC_LIBS)))|g'
 INSTALLED = $(INCLUDEDIR)/xent.h $(LIBDIR)/libxent.so.$(VERSION) $(LIBDIR)/$(SONAME) $(LIBDIR)/libxent.so \
@@ -180,6 +245,27 @@ install:
 uninstall:
 	rm -f $(addprefix $(DESTDIR),$(INSTALLED))
 	-rmdir $(DESTDIR)$(LIBDIR)/cmake/xent $(DESTDIR)$(LIBDIR)/cmake $(DESTDIR)$(LIBDIR)/pkgconfig 2>/dev/null
+
+# The Windows build (see test-windows) installed for MinGW and MSVC users:
+# xent.dll in BINDIR; its import library libxent.dll.a and the static
+# libxent.a (stripped) in LIBDIR; the header, pkg-config and CMake files as
+# above, naming Windows' system libraries for a static link.
+install-windows: SYSTEM = windows
+install-windows: STATIC_LIBS = $(WIN_STATIC_LIBS)
+install-windows: build-windows
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/cmake/xent $(DESTDIR)$(INCLUDEDIR)
+	install -m 644 include/xent.h $(DESTDIR)$(INCLUDEDIR)/xent.h
+	install -m 755 $(WIN_DIR)/xent.dll $(DESTDIR)$(BINDIR)/xent.dll
+	x86_64-w64-mingw32-strip --strip-unneeded $(DESTDIR)$(BINDIR)/xent.dll
+	install -m 644 $(WIN_DIR)/libxent.dll.a $(DESTDIR)$(LIBDIR)/libxent.dll.a
+	install -m 644 $(WIN_DIR)/libxent.a $(DESTDIR)$(LIBDIR)/libxent.a
+	# (strip refuses the empty split-debug members rustc leaves in the archive)
+	x86_64-w64-mingw32-ar t $(DESTDIR)$(LIBDIR)/libxent.a | grep '\.dwo$$' | \
+		xargs -r x86_64-w64-mingw32-ar d $(DESTDIR)$(LIBDIR)/libxent.a
+	x86_64-w64-mingw32-strip --strip-debug $(DESTDIR)$(LIBDIR)/libxent.a
+	$(SUBST) packaging/xent.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/xent.pc
+	$(SUBST) packaging/xentConfig.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/xent/xentConfig.cmake
+	$(SUBST) packaging/xentConfigVersion.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/xent/xentConfigVersion.cmake
 
 # Installs into a temporary prefix, then builds and runs a C program with
 # pkg-config (shared and static) and a C++ program with CMake against it,

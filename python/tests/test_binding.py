@@ -178,3 +178,41 @@ class Binding(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Loader(unittest.TestCase):
+    """Where the library is looked for, on each platform's file name (the
+    Windows branch runs here on its path logic: xent.dll under Wine is
+    `make test-windows`'s C side)."""
+
+    def test_names_per_platform(self):
+        self.assertEqual(xent._names("win32"), ["xent.dll"])
+        self.assertEqual(xent._names("darwin"), ["libxent.dylib"])
+        self.assertEqual(xent._names("linux"), ["libxent.so"])
+
+    def test_search_order(self):
+        import os
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as root:
+            pkg = os.path.join(root, "python", "xent")
+            os.makedirs(pkg)
+            for d in ("target/release", "elsewhere/release"):
+                os.makedirs(os.path.join(root, d))
+                open(os.path.join(root, d, "xent.dll"), "w").close()
+            find = xent._find_library
+            # The source tree's target/release, then $CARGO_TARGET_DIR/release
+            # (relative to the tree, or absolute).
+            self.assertEqual(find({}, pkg, "win32"), os.path.join(root, "target", "release", "xent.dll"))
+            self.assertEqual(find({"CARGO_TARGET_DIR": "elsewhere"}, pkg, "win32"),
+                             os.path.join(root, "elsewhere", "release", "xent.dll"))
+            self.assertEqual(find({"CARGO_TARGET_DIR": os.path.join(root, "elsewhere")}, pkg, "win32"),
+                             os.path.join(root, "elsewhere", "release", "xent.dll"))
+            # Next to the package (where pip puts it) comes first.
+            open(os.path.join(pkg, "xent.dll"), "w").close()
+            self.assertEqual(find({}, pkg, "win32"), os.path.join(pkg, "xent.dll"))
+            # $XENT_LIBRARY wins over everything.
+            self.assertEqual(find({"XENT_LIBRARY": "/x/y.dll"}, pkg, "win32"), "/x/y.dll")
+            # A Linux name is not a Windows one.
+            with self.assertRaises(OSError):
+                find({}, os.path.join(root, "nowhere", "xent"), "linux")

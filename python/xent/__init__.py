@@ -73,23 +73,28 @@ class _Options(_c.Structure):
     ]
 
 
-def _names():
-    if sys.platform == "darwin":
+def _names(platform=None):
+    platform = platform or sys.platform
+    if platform == "darwin":
         return ["libxent.dylib"]
-    if sys.platform == "win32":
+    if platform == "win32":
         return ["xent.dll"]
     return ["libxent.so"]
 
 
-def _find_library():
-    env = os.environ.get("XENT_LIBRARY")
+def _find_library(environ=None, here=None, platform=None):
+    """The library's path (see the module's docstring for the order); the
+    arguments stand in for os.environ, this file's directory and
+    sys.platform in the tests."""
+    environ = os.environ if environ is None else environ
+    env = environ.get("XENT_LIBRARY")
     if env:
         return env
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = here or os.path.dirname(os.path.abspath(__file__))
     tree = os.path.join(here, "..", "..")
-    target = os.environ.get("CARGO_TARGET_DIR") or "target"
+    target = environ.get("CARGO_TARGET_DIR") or "target"
     for d in (here, os.path.join(tree, target, "release")):
-        for n in _names():
+        for n in _names(platform):
             p = os.path.normpath(os.path.join(d, n))
             if os.path.exists(p):
                 return p
