@@ -17,7 +17,7 @@ for f in include/xent.h lib/libxent.a lib/libxent.so "lib/$soname" "lib/libxent.
          lib/pkgconfig/xent.pc lib/cmake/xent/xentConfig.cmake lib/cmake/xent/xentConfigVersion.cmake; do
   [ -e "$prefix/$f" ] || { echo "test-install: $f was not installed"; exit 1; }
 done
-if ! readelf -d "$lib/libxent.so.$version" | grep -q "Library soname: \[$soname\]"; then
+if ! grep -q "Library soname: \[$soname\]" <<<"$(readelf -d "$lib/libxent.so.$version")"; then
   echo "test-install: the installed library's soname is not $soname"; readelf -d "$lib/libxent.so.$version" | grep -i soname || true
   exit 1
 fi
@@ -25,11 +25,11 @@ fi
 # Installed libraries carry no debug information (and the archive only the
 # xent_* symbols as globals: c_tests/packaging/run.sh checks that).
 for f in "$lib/libxent.so.$version" "$lib/libxent.a"; do
-  if readelf -S "$f" | grep -q '\.debug_'; then echo "test-install: $f is not stripped"; exit 1; fi
+  if grep -q '\.debug_' <<<"$(readelf -S "$f")"; then echo "test-install: $f is not stripped"; exit 1; fi
 done
 
 # Checks that a program needs the installed soname (shared) or no libxent at all (static).
-needs() { readelf -d "$1" | grep -q "Shared library: \[$2\]"; }
+needs() { grep -q "Shared library: \[$2\]" <<<"$(readelf -d "$1")"; }
 
 if command -v pkg-config >/dev/null; then
   export PKG_CONFIG_PATH="$lib/pkgconfig"
@@ -42,7 +42,7 @@ if command -v pkg-config >/dev/null; then
   static_libs=$(pkg-config --static --libs-only-l xent | sed 's/-lxent //')
   # shellcheck disable=SC2046,SC2086
   cc -std=c11 -Wall -Wextra -Werror c_tests/install/check.c $(pkg-config --cflags xent) -L"$lib" -l:libxent.a $static_libs -o "$tmp/check_static"
-  if readelf -d "$tmp/check_static" | grep -q 'Shared library: \[libxent'; then
+  if grep -q 'Shared library: \[libxent' <<<"$(readelf -d "$tmp/check_static")"; then
     echo "test-install: check_static links libxent dynamically"; exit 1
   fi
   "$tmp/check_static"

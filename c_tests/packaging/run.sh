@@ -75,7 +75,7 @@ if command -v cmake >/dev/null; then
   cargo_dir=$build/xent/cargo
   [ -f "$cargo_dir/release/libxent.so" ] || fail "cargo did not build into the CMake build tree ($cargo_dir)"
   "$build/app_shared" && "$build/app_static"
-  readelf -d "$build/app_static" | grep -q 'Shared library: \[libxent' && fail "app_static links libxent dynamically"
+  grep -q 'Shared library: \[libxent' <<<"$(readelf -d "$build/app_static")" && fail "app_static links libxent dynamically"
   # FetchContent, sharing the cargo tree just built (a fresh tree is the
   # add_subdirectory case above).
   cmake -S "$tmp/consumer" -B "$tmp/fc" -DXENT_VIA=fetchcontent -DFETCHCONTENT_SOURCE_DIR_XENT="$root" \
@@ -157,11 +157,11 @@ mkdir -p "$dep/src"
 } >"$dep/src/main.rs"
 grep -q forward_backward "$dep/src/main.rs" || fail "no Rust example in README.md"
 tree=$(cargo tree --manifest-path "$dep/Cargo.toml" -e normal,build --prefix none)
-if echo "$tree" | grep -q cbindgen; then fail "a Rust dependent's tree holds cbindgen: $tree"; fi
+if grep -q cbindgen <<<"$tree"; then fail "a Rust dependent's tree holds cbindgen: $tree"; fi
 dep_target=$tmp/rust_dependent
 cargo run -q --manifest-path "$dep/Cargo.toml" --target-dir "$dep_target" >"$tmp/dep.out" || fail "the Rust dependent does not build or run"
 cat "$tmp/dep.out"
-if find "$dep_target" -name 'libxent.so' -o -name 'libxent.a' | grep -q .; then
+if grep -q . <<<"$(find "$dep_target" -name 'libxent.so' -o -name 'libxent.a')"; then
   fail "building a Rust dependent made the C libraries: $(find "$dep_target" -name 'libxent.*')"
 fi
 lap "Rust path dependency: no cbindgen, no C libraries: ok"
