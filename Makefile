@@ -160,7 +160,7 @@ test-windows: build-windows $(WIN_STUB)/bcryptprimitives.dll
 	$(WIN_RUN) $(WIN_TMP)/check_cpp.exe
 	$(WIN_CC) $(WIN_CFLAGS) examples/train_digits.c -L $(WIN_DIR) -lxent -o $(WIN_TMP)/train_digits.exe
 	$(WIN_RUN) $(WIN_TMP)/train_digits.exe examples/data/digits.csv
-	c_tests/windows/install.sh $(WIN_STUB)
+	c_tests/windows/install.sh $(WIN_STUB) $(TARGET_DIR)
 	$(WIN_ENV) CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="env WINEDEBUG=-all WINEPATH=$(WIN_STUB) $(WINE)" \
 		cargo run -q --release --target $(WIN) --example embedded_workload | tr -d '\r' > $(WIN_TMP)/embedded_workload.windows
 	cargo run -q --release --example embedded_workload > $(WIN_TMP)/embedded_workload.host

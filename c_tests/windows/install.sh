@@ -3,10 +3,14 @@
 # then C programs built with MinGW through pkg-config (the DLL's import
 # library, and the static library) and C++ programs built by CMake
 # cross-compiling for Windows (the installed CMake package, and pkg-config
-# from CMake), all run under Wine with only the prefix's bin/ on the path.
+# from CMake), all run under Wine with only the prefix's bin/ on the path;
+# then a CMake project that adds the source tree (add_subdirectory) while
+# cross-compiling, with XENT_CARGO_TARGET (cargo's tree shared with
+# build-windows: $2).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 stub=$1
+cargo_dir=$2
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 prefix=$tmp/prefix
@@ -43,6 +47,20 @@ if command -v cmake >/dev/null; then
   for p in check_cmake check_cmake_static check_pkgconfig; do
     run "$tmp/build/$p.exe"
   done
+  mkdir -p "$tmp/consumer"
+  cp c_tests/packaging/cmake/CMakeLists.txt "$tmp/consumer/"
+  cp c_tests/install/check.c "$tmp/consumer/app.c"
+  cp c_tests/install/check.cpp "$tmp/consumer/app.cpp"
+  cmake -S "$tmp/consumer" -B "$tmp/consumer/build" -DCMAKE_SYSTEM_NAME=Windows \
+    -DCMAKE_C_COMPILER=x86_64-w64-mingw32-gcc -DCMAKE_CXX_COMPILER=x86_64-w64-mingw32-g++ \
+    -DCMAKE_EXE_LINKER_FLAGS="-static-libgcc -static-libstdc++" -DXENT_SOURCE_DIR="$PWD" \
+    -DXENT_CARGO_TARGET=x86_64-pc-windows-gnu -DXENT_CARGO_TARGET_DIR="$cargo_dir" >"$tmp/cmake.log" 2>&1 ||
+    { cat "$tmp/cmake.log"; exit 1; }
+  cmake --build "$tmp/consumer/build" >"$tmp/build.log" 2>&1 || { cat "$tmp/build.log"; exit 1; }
+  uses_dll "$tmp/consumer/build/app_shared.exe" || { echo "add_subdirectory: app_shared.exe does not import xent.dll"; exit 1; }
+  WINEDEBUG=-all WINEPATH="$stub;$tmp/consumer/build/xent/lib" wine "$tmp/consumer/build/app_shared.exe"
+  if uses_dll "$tmp/consumer/build/app_static.exe"; then echo "add_subdirectory: app_static.exe imports xent.dll"; exit 1; fi
+  run "$tmp/consumer/build/app_static.exe"
 else
   echo "install-windows: cmake not found, skipping the CMake builds (apt-get install cmake)"
 fi
