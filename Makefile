@@ -38,6 +38,9 @@ demo: build
 # valgrind (if installed) and under AddressSanitizer + UBSan, the MPI example,
 # and programs built against an installed copy.
 test: test-rust test-valgrind test-asan test-mpi test-install test-python test-packaging
+	@echo "make test: passed. Not part of it (each needs its own tools; CI runs them all):" \
+		"make test-cross (aarch64, qemu), test-wasm (Node.js), test-embedded (Cortex-M, qemu)," \
+		"test-windows (MinGW-w64, Wine), fuzz, miri"
 
 test-rust:
 	cargo test $(HEADER)
