@@ -8,6 +8,11 @@ use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    // The target and host triples, for the tests that build the C libraries
+    // for the target they run on (tests/cross: c_lib_dir).
+    for (var, name) in [("TARGET", "XENT_BUILD_TARGET"), ("HOST", "XENT_BUILD_HOST")] {
+        println!("cargo:rustc-env={name}={}", env::var(var).expect("cargo sets TARGET and HOST"));
+    }
     // `make install` builds with XENT_SONAME=libxent.so.MAJOR.MINOR so the
     // installed shared library carries a soname; development builds have
     // none, so programs linked against target/ find plain libxent.so.

@@ -58,24 +58,24 @@ pub fn compile_c(source: &str, out: &std::path::Path, link: &[&std::ffi::OsStr])
 pub fn c_lib_dir() -> std::path::PathBuf {
     static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
-        // CARGO_TARGET_TMPDIR is <target dir>/tmp whatever --target is.
-        let target_dir =
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("<target dir>/tmp").to_path_buf();
-        // This executable is <target dir>[/<triple>]/<profile>/deps/<name>.
+        // build.rs passes the triples; a cross build's executables sit in
+        // <target dir>/<triple>/<profile>/deps, a native one's in
+        // <target dir>/<profile>/deps.
+        let (target, host) = (env!("XENT_BUILD_TARGET"), env!("XENT_BUILD_HOST"));
         let exe = std::env::current_exe().expect("test executable path");
-        let triple_dir = exe.ancestors().nth(3).expect("the executable's place in the target dir");
+        let cross = target != host;
+        let target_dir = exe.ancestors().nth(if cross { 4 } else { 3 }).expect("the target dir").to_path_buf();
         let mut cargo = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         cargo
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .args(["rustc", "--quiet", "--locked", "--release", "--lib", "--crate-type", "cdylib,staticlib"])
             .arg("--target-dir")
             .arg(&target_dir);
-        let out = if triple_dir == target_dir {
-            target_dir.join("release")
+        let out = if cross {
+            cargo.args(["--target", target]);
+            target_dir.join(target).join("release")
         } else {
-            let triple = triple_dir.file_name().expect("a target triple").to_str().expect("UTF-8 triple");
-            cargo.args(["--target", triple]);
-            triple_dir.join("release")
+            target_dir.join("release")
         };
         let status = cargo.status().expect("cargo runs");
         assert!(status.success(), "building the C libraries failed: {cargo:?}");
