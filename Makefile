@@ -129,6 +129,8 @@ WINE ?= wine
 # as is xent.dll. WINEDEBUG=-all keeps Wine's own messages out of the logs.
 WIN_STUB = $(TARGET_DIR)/wine-stub
 WIN_RUN = WINEDEBUG=-all WINEPATH="$(WIN_STUB);$(WIN_DIR)" $(WINE)
+# cargo's runner for the target: Wine with the stand-in on its path.
+WIN_CARGO = $(WIN_ENV) CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="env WINEDEBUG=-all WINEPATH=$(WIN_STUB) $(WINE)"
 # The Rust suites that run there (the others start compilers, other
 # targets' builds or billions of loads; the C harness runs below instead).
 WIN_TESTS = --lib --test core --test exp --test golden --test half --test shard --test linear \
@@ -148,8 +150,7 @@ $(WIN_STUB)/bcryptprimitives.dll: c_tests/windows/bcryptprimitives.c
 # CMake), all run under Wine; and the embedded workload's printout of every
 # result's bits, which must equal the Linux build's.
 test-windows: build-windows $(WIN_STUB)/bcryptprimitives.dll
-	$(WIN_ENV) CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="env WINEDEBUG=-all WINEPATH=$(WIN_STUB) $(WINE)" \
-		cargo test --no-fail-fast --target $(WIN) $(WIN_TESTS)
+	$(WIN_CARGO) cargo test --no-fail-fast --target $(WIN) $(WIN_TESTS)
 	mkdir -p $(WIN_TMP)
 	$(WIN_CC) $(WIN_CFLAGS) c_tests/harness.c -L $(WIN_DIR) -lxent $(WIN_PTHREAD) -o $(WIN_TMP)/harness_dll.exe
 	objdump -p $(WIN_TMP)/harness_dll.exe | grep -q 'DLL Name: xent.dll'
@@ -164,8 +165,7 @@ test-windows: build-windows $(WIN_STUB)/bcryptprimitives.dll
 	$(WIN_CC) $(WIN_CFLAGS) examples/train_digits.c -L $(WIN_DIR) -lxent -o $(WIN_TMP)/train_digits.exe
 	$(WIN_RUN) $(WIN_TMP)/train_digits.exe examples/data/digits.csv
 	c_tests/windows/install.sh $(WIN_STUB) $(TARGET_DIR)
-	$(WIN_ENV) CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="env WINEDEBUG=-all WINEPATH=$(WIN_STUB) $(WINE)" \
-		cargo run -q --release --target $(WIN) --example embedded_workload | tr -d '\r' > $(WIN_TMP)/embedded_workload.windows
+	$(WIN_CARGO) cargo run -q --release --target $(WIN) --example embedded_workload | tr -d '\r' > $(WIN_TMP)/embedded_workload.windows
 	cargo run -q --release --example embedded_workload > $(WIN_TMP)/embedded_workload.host
 	diff $(WIN_TMP)/embedded_workload.host $(WIN_TMP)/embedded_workload.windows
 	@echo "test-windows: the Windows build printed this machine's Linux bits ($$(wc -l < $(WIN_TMP)/embedded_workload.host) lines of results)"
