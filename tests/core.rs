@@ -223,6 +223,49 @@ fn random_cases_match_the_reference_on_every_path() {
 }
 
 #[test]
+fn short_rows_of_every_count_and_width_match_the_reference_on_every_path() {
+    // Tiles of 16 rows, transposed in groups of 8 rows and blocks of 8
+    // columns (the last block overlapping the one before): every count of
+    // rows around those groups, every width around those blocks, padded
+    // strides, and the widest rows of the tile path and the first past it.
+    let widths = (1..=20).chain([23, 31, 32, 33, 63, 64, 65, 99, 100, 101, 127, 128, 129]);
+    let mut rng = Rng(0x7117);
+    for cols in widths {
+        for rows in [1, 7, 8, 9, 15, 16, 17, 24, 33] {
+            // Random strides (some padded), labels, ignored rows, weights,
+            // reductions, z-loss, NaN and inf; no smoothing or softcap.
+            let values = rng.pick(&[Values::Normal, Values::Huge, Values::Masked, Values::NanInf]);
+            let mut c = make_case(&mut rng, rows, cols, values, false);
+            (c.smoothing, c.softcap) = (0.0, 0.0);
+            run_case(&c);
+            Isa::override_for_this_thread(Some(Isa::Scalar));
+            let base = (fused(&c, false, |_| {}), forward_only(&c), backward_only(&c, None, false));
+            Isa::override_for_this_thread(None);
+            for_each_isa(|isa| {
+                let what = format!("{} rows {rows} cols {cols} stride {}", isa.name(), c.stride);
+                for in_place in [false, true] {
+                    let f = fused(&c, in_place, |_| {});
+                    assert_eq!(
+                        bits(&f.grad_dense(&c)),
+                        bits(&base.0.grad_dense(&c)),
+                        "grad in place {in_place}: {what}"
+                    );
+                    assert_eq!(bits(&f.loss), bits(&base.0.loss), "loss: {what}");
+                }
+                let (loss, lse, am) = forward_only(&c);
+                assert_eq!(
+                    (bits(&loss), bits(&lse), am),
+                    (bits(&base.1.0), bits(&base.1.1), base.1.2.clone()),
+                    "{what}"
+                );
+                let bw = backward_only(&c, None, false);
+                assert_eq!(bits(&bw), bits(&base.2), "backward: {what}");
+            });
+        }
+    }
+}
+
+#[test]
 fn large_shapes_match_the_reference() {
     let mut rng = Rng(42);
     // 2200 × 1000 is over 8 MiB: its separate backward gradient is streamed

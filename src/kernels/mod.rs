@@ -10,8 +10,8 @@
 //! Files: `isa.rs` (the paths and the choice), `cpu.rs` (feature detection),
 //! `simd.rs` (the vector trait), `scalar.rs`, `x86/`, `arm/`, `wasm/` (its
 //! implementations), `exp_table.rs` and `math.rs` (exp, log, tanh),
-//! `rows.rs` (the per-row passes), `short.rs` and `tile.rs` (batches of
-//! short rows), `half.rs` (16-bit conversions).
+//! `rows.rs` (the per-row passes), `short.rs` and `tile.rs` (tiles of
+//! short rows, one row per lane), `half.rs` (16-bit conversions).
 
 #[cfg(target_arch = "aarch64")]
 mod arm;
@@ -35,7 +35,8 @@ pub use half::{Half, narrow_lanes, widen_lanes};
 pub use isa::Isa;
 pub(crate) use rows::{Ahead, Coef, Grad, Io, Logit};
 pub(crate) use short::Rows;
-pub(crate) use tile::{Tile, TileOut};
+pub(crate) use simd::LANES;
+pub(crate) use tile::{TILE_MAX_COLS, Tile, TileOut};
 
 /// Generates, for each generic pass, one `#[target_feature]` shell per x86
 /// or aarch64 path and a safe dispatcher taking the [`Isa`].
@@ -111,12 +112,8 @@ dispatch! {
     fn rows::grad_ahead(io: Io<'_>, g: Grad<'_>, next: Ahead) -> ();
     /// Element-wise `ln`.
     fn rows::log_slice(io: Io<'_>) -> ();
-    /// Max and Σexp of a batch of short rows.
-    fn short::short_scan(rows: Rows<'_>, max_out: &mut [f32], sum_out: &mut [f32]) -> ();
-    /// A tile of up to 16 rows of at most 16 classes, one row per lane.
+    /// A tile of up to 16 short rows, one row per lane.
     fn tile::tile(t: Tile<'_>, out: &mut TileOut) -> ();
-    /// Gradient pass over a batch of short rows.
-    fn short::short_grad(dst: &mut [f32], stride: usize, cols: usize, g: Grad<'_>, a: &[f32]) -> ();
 }
 
 /// Writes one gradient row of data already in the caches (nothing to prefetch).

@@ -431,12 +431,7 @@ pub(crate) fn coef_dot<S: Simd>(s: S, row: &[f32], how: Logit, shift: f32, coef:
 
 /// Writes the gradient of one row; see [`Grad`]. The common shapes of
 /// [`Grad`] get loops of their own (same operations, fewer branches).
-#[inline(always)]
-pub(crate) fn grad<S: Simd>(s: S, io: Io<'_>, g: Grad<'_>) {
-    grad_ahead(s, io, g, Ahead::NONE);
-}
-
-/// [`grad`], prefetching `next` as [`sum_exp`] does: the next row to read,
+/// Prefetches `next` as [`sum_exp`] does: the next row to read,
 /// for a gradient pass that reads its row from memory, or the next row to
 /// be written, so that its stores find it in the caches.
 #[inline(always)]

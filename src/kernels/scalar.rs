@@ -3,7 +3,7 @@
 //! It is the definition the SIMD paths must match bit for bit, and the path
 //! used on CPUs without AVX2 or on other architectures.
 
-use super::simd::{LANES, Simd, gather_lanes, scatter_lanes, tail_lanes};
+use super::simd::{LANES, Simd, tail_lanes};
 
 /// Token for the portable path; always available.
 #[derive(Clone, Copy, Debug)]
@@ -131,14 +131,6 @@ impl Simd for Scalar {
     #[inline(always)]
     fn first_set(self, m: u16) -> Option<usize> {
         (m != 0).then(|| m.trailing_zeros() as usize)
-    }
-    #[inline(always)]
-    fn gather_strided(self, src: &[f32], first: usize, stride: usize, n: usize, fill: f32) -> V {
-        gather_lanes(src, first, stride, n, fill)
-    }
-    #[inline(always)]
-    fn scatter_strided(self, dst: &mut [f32], first: usize, stride: usize, n: usize, v: V) {
-        scatter_lanes(dst, first, stride, n, &v)
     }
     #[inline(always)]
     fn prefetch(self, _at: *const f32) {}

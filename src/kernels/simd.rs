@@ -121,13 +121,21 @@ pub(crate) trait Simd: Copy {
     /// Index of the first set lane, if any.
     fn first_set(self, m: Self::M) -> Option<usize>;
 
-    /// Lanes `k < n` read `src[first + k·stride]`, the others hold `fill`.
-    /// Panics unless `n ≤ 16`, those indices are in bounds and
-    /// `first + (n−1)·stride ≤ i32::MAX`.
-    fn gather_strided(self, src: &[f32], first: usize, stride: usize, n: usize, fill: f32) -> Self::V;
-    /// Lanes `k < n` are written to `dst[first + k·stride]`; nothing else is.
-    /// Panics as [`Simd::gather_strided`].
-    fn scatter_strided(self, dst: &mut [f32], first: usize, stride: usize, n: usize, v: Self::V);
+    /// Rows into lanes: `buf[j]`'s lane `k` is `src[k·stride + j]` for rows
+    /// `k < n` and columns `j < buf.len()`, and 0 for `k ≥ n`. Panics unless
+    /// `n ≤ 16` and those rows are inside `src` (see [`check_block`]).
+    #[inline(always)]
+    fn transpose_in(self, src: &[f32], stride: usize, n: usize, buf: &mut [[f32; LANES]]) {
+        transpose_in_lanes(src, stride, n, buf, 0..LANES);
+    }
+    /// Lanes into rows: `dst[k·stride + j]` becomes `buf[j]`'s lane `k`, or
+    /// with `add`, `dst[k·stride + j] + ` it (one float32 addition), for
+    /// `k < n` and `j < buf.len()`; nothing else is written. Panics as
+    /// [`Simd::transpose_in`].
+    #[inline(always)]
+    fn transpose_out(self, buf: &[[f32; LANES]], dst: &mut [f32], stride: usize, n: usize, add: bool) {
+        transpose_out_lanes(buf, dst, stride, n, add, 0..n);
+    }
 
     /// Hints that the cache line holding `at` will be used soon (into L2).
     /// Only an address: nothing is read, so `at` may point anywhere.
@@ -139,13 +147,52 @@ pub(crate) trait Simd: Copy {
     fn reduce_max(self, v: Self::V) -> f32;
 }
 
-/// Checks the indices a strided gather or scatter of `n` lanes touches.
+/// Checks that `n ≤ 16` rows of `cols` values, `stride` apart, are inside
+/// a buffer of `len` values.
 #[inline(always)]
-pub(crate) fn check_strided(len: usize, first: usize, stride: usize, n: usize) {
-    assert!(n <= LANES, "at most 16 lanes");
-    if n > 0 {
-        let last = (n - 1).checked_mul(stride).and_then(|o| o.checked_add(first)).expect("index overflow");
-        assert!(last < len && last <= i32::MAX as usize, "strided access out of bounds");
+pub(crate) fn check_block(len: usize, stride: usize, n: usize, cols: usize) {
+    assert!(n <= LANES, "at most 16 rows");
+    if n > 0 && cols > 0 {
+        let end = (n - 1).checked_mul(stride).and_then(|o| o.checked_add(cols)).expect("index overflow");
+        assert!(end <= len, "rows out of bounds");
+    }
+}
+
+/// [`Simd::transpose_in`] for the lanes `ks` (rows `k < n` read, the
+/// others 0), by plain loads and stores.
+#[inline(always)]
+pub(crate) fn transpose_in_lanes(
+    src: &[f32],
+    stride: usize,
+    n: usize,
+    buf: &mut [[f32; LANES]],
+    ks: core::ops::Range<usize>,
+) {
+    check_block(src.len(), stride, n, buf.len());
+    for (j, c) in buf.iter_mut().enumerate() {
+        for k in ks.clone() {
+            c[k] = if k < n { src[k * stride + j] } else { 0.0 };
+        }
+    }
+}
+
+/// [`Simd::transpose_out`] for the rows `ks` (all below `n`), by plain
+/// loads and stores.
+#[inline(always)]
+pub(crate) fn transpose_out_lanes(
+    buf: &[[f32; LANES]],
+    dst: &mut [f32],
+    stride: usize,
+    n: usize,
+    add: bool,
+    ks: core::ops::Range<usize>,
+) {
+    check_block(dst.len(), stride, n, buf.len());
+    for k in ks {
+        let row = &mut dst[k * stride..k * stride + buf.len()];
+        for (d, c) in row.iter_mut().zip(buf) {
+            *d = if add { *d + c[k] } else { c[k] };
+        }
     }
 }
 
@@ -154,20 +201,4 @@ pub(crate) fn check_strided(len: usize, first: usize, stride: usize, n: usize) {
 #[inline(always)]
 pub(crate) fn tail_lanes(src: &[f32], fill: f32) -> [f32; LANES] {
     core::array::from_fn(|k| src.get(k).copied().unwrap_or(fill))
-}
-
-/// The lanes of [`Simd::gather_strided`], checked as it documents.
-#[inline(always)]
-pub(crate) fn gather_lanes(src: &[f32], first: usize, stride: usize, n: usize, fill: f32) -> [f32; LANES] {
-    check_strided(src.len(), first, stride, n);
-    core::array::from_fn(|k| if k < n { src[first + k * stride] } else { fill })
-}
-
-/// [`Simd::scatter_strided`] of the lanes `v`, checked as it documents.
-#[inline(always)]
-pub(crate) fn scatter_lanes(dst: &mut [f32], first: usize, stride: usize, n: usize, v: &[f32; LANES]) {
-    check_strided(dst.len(), first, stride, n);
-    for (k, &x) in v.iter().enumerate().take(n) {
-        dst[first + k * stride] = x;
-    }
 }

@@ -1,18 +1,24 @@
-//! Rows of at most 16 classes, 16 rows at a time with one row per lane:
-//! the columns are gathered into vectors, so the max, the exps, the sum, the
-//! log, the loss and the gradient are all plain lane-wise arithmetic, with
-//! no per-row reductions and no per-row scalar work.
+//! Short rows, 16 at a time with one row per lane: the rows are transposed
+//! into a scratch buffer of columns (contiguous loads and in-register
+//! transposes where the path has them), so the max, the argmax, the exps,
+//! the sum, the log, the loss and the gradient are all plain lane-wise
+//! arithmetic, with no per-row reductions and no per-row scalar work; the
+//! gradient columns are transposed back into rows.
 
 use super::math::{exp, exp_nonpositive, log};
 use super::short::Rows;
 use super::simd::{LANES, Simd};
 
-/// A tile of up to 16 consecutive rows of at most 16 classes with
-/// class-index targets (no smoothing, no softcap).
+/// Widest rows a tile takes (its scratch holds `cols` columns of 16 lanes).
+pub(crate) const TILE_MAX_COLS: usize = 128;
+
+/// A tile of up to 16 consecutive rows of at most [`TILE_MAX_COLS`] classes
+/// with class-index targets (no smoothing, no softcap).
 pub(crate) struct Tile<'a> {
     /// The rows; `dst`, if any, receives the gradient.
     pub rows: Rows<'a>,
-    /// Each row's label as a float, −1 for an ignored row.
+    /// Each row's label as a float, −1 for an ignored row or a lane past
+    /// the rows.
     pub label: [f32; LANES],
     /// Each kept row's target-class weight (0 for an ignored row).
     pub weight: [f32; LANES],
@@ -27,49 +33,58 @@ pub(crate) struct Tile<'a> {
     /// Add the gradient to what `dst` holds (ignored rows are left as they
     /// are) instead of overwriting it.
     pub accumulate: bool,
+    /// Compute each row's argmax.
+    pub argmax: bool,
+    /// At least `cols` columns of scratch (any contents).
+    pub scratch: &'a mut [[f32; LANES]],
 }
 
-/// Per-row results of a tile.
+/// Per-row results of a tile (lanes past the rows hold 0).
 pub(crate) struct TileOut {
     /// Weighted cross-entropy `w_y·(ln Σexp − (z_y − max))` (0 if ignored).
     pub ce: [f32; LANES],
-    /// z-loss `z_loss·lse²` (0 if ignored).
+    /// z-loss `z_loss·lse²` (0 if ignored or without z-loss).
     pub z: [f32; LANES],
     pub lse: [f32; LANES],
+    /// Index of the first NaN, else of the first maximum (if asked for).
+    pub argmax: [i32; LANES],
 }
 
 /// Computes a tile; see the module docs. NaN results are the canonical NaN.
 #[inline(always)]
 pub(crate) fn tile<S: Simd>(s: S, t: Tile<'_>, out: &mut TileOut) {
     let Rows { src, src_stride, dst, dst_stride, rows: n, cols } = t.rows;
-    assert!(cols <= LANES && n <= LANES);
+    assert!(cols <= t.scratch.len() && n <= LANES);
+    let buf = &mut t.scratch[..cols];
+    match (src, dst.as_deref()) {
+        (Some(x), _) => s.transpose_in(x, src_stride, n, buf),
+        (None, Some(d)) => s.transpose_in(d, dst_stride, n, buf),
+        (None, None) => unreachable!("a tile has logits"),
+    }
     let zero = s.splat(0.0);
     let nan = s.splat(f32::NAN);
     let label = s.load(&t.label);
     let w = s.load(&t.weight);
     let kept = s.lt(s.splat(-0.5), label);
-    let (view, stride): (&[f32], usize) = match (src, dst.as_deref()) {
-        (Some(x), _) => (x, src_stride),
-        (None, Some(d)) => (d, dst_stride),
-        (None, None) => unreachable!("a tile has logits"),
-    };
-    let mut col = [zero; LANES];
     let mut max = s.splat(f32::NEG_INFINITY);
     let mut zy = zero;
-    for (j, c) in col.iter_mut().enumerate().take(cols) {
-        let z = s.gather_strided(view, j, stride, n, 0.0);
+    for (j, c) in buf.iter().enumerate() {
+        let z = s.load(c);
         max = s.max(z, max);
         zy = s.select(s.eq(label, s.splat(j as f32)), z, zy);
-        *c = z;
+    }
+    if t.argmax {
+        argmax(s, buf, &mut out.argmax);
     }
     // p_j = e_j · inv: e_j = exp(z_j − max), inv = 1/Σexp; or, with the
-    // caller's lse, e_j = exp(z_j − lse) and inv = 1.
+    // caller's lse, e_j = exp(z_j − lse) and inv = 1/Σ exp(z_j − lse).
     let (lse, inv, losses) = if let Some(given) = t.lse {
         let lse = s.load(&given);
         let mut sum = zero;
-        for c in col.iter_mut().take(cols) {
-            *c = exp(s, s.sub(*c, lse));
-            sum = s.add(sum, *c);
+        for c in buf.iter_mut() {
+            let e = exp(s, s.sub(s.load(c), lse));
+            s.store(c, e);
+            sum = s.add(sum, e);
         }
         // Σ exp(z − lse) is 1 but for the rounding of lse: dividing by it
         // makes p as precise as without lse. A sum of 0 or +inf (an lse that
@@ -78,9 +93,10 @@ pub(crate) fn tile<S: Simd>(s: S, t: Tile<'_>, out: &mut TileOut) {
         (lse, s.select(ok, s.div(s.splat(1.0), sum), nan), None)
     } else {
         let mut sum = zero;
-        for c in col.iter_mut().take(cols) {
-            *c = exp_nonpositive(s, s.sub(*c, max));
-            sum = s.add(sum, *c);
+        for c in buf.iter_mut() {
+            let e = exp_nonpositive(s, s.sub(s.load(c), max));
+            s.store(c, e);
+            sum = s.add(sum, e);
         }
         // NaN when a logit is NaN or +inf, or every logit is −inf.
         let l = log(s, s.select(s.is_nan(sum), s.splat(1.0), sum));
@@ -94,7 +110,9 @@ pub(crate) fn tile<S: Simd>(s: S, t: Tile<'_>, out: &mut TileOut) {
     let keep = |v| s.select(kept, s.select(bad, nan, v), zero);
     if let Some(ce) = losses {
         s.store(&mut out.ce, keep(ce));
-        s.store(&mut out.z, keep(s.mul(s.splat(t.z_loss), s.mul(lse, lse))));
+        // Without z-loss, 0 (not 0·lse², NaN where lse² overflows).
+        let z = if t.z_loss > 0.0 { keep(s.mul(s.splat(t.z_loss), s.mul(lse, lse))) } else { zero };
+        s.store(&mut out.z, z);
         s.store(&mut out.lse, lse);
     }
     let Some(dst) = dst else { return };
@@ -104,15 +122,33 @@ pub(crate) fn tile<S: Simd>(s: S, t: Tile<'_>, out: &mut TileOut) {
     let a = s.mul(s.fma(zk, lse, d), inv);
     // Terms a·e below f32::MIN_POSITIVE are 0, as in the row kernels.
     let tiny = s.div(s.splat(f32::MIN_POSITIVE), s.abs(a));
-    for (j, &e) in col.iter().enumerate().take(cols) {
-        let g = s.fma_unless_tiny(a, e, zero, tiny);
-        let g = keep(s.select(s.eq(label, s.splat(j as f32)), s.sub(g, d), g));
-        let g = if t.accumulate {
-            let old = s.gather_strided(dst, j, dst_stride, n, 0.0);
-            s.select(kept, s.add(old, g), old)
-        } else {
-            g
-        };
-        s.scatter_strided(dst, j, dst_stride, n, g);
+    // Accumulating, an ignored row adds −0, which leaves every value as it is.
+    let skip = if t.accumulate { s.splat(-0.0) } else { zero };
+    for (j, c) in buf.iter_mut().enumerate() {
+        let g = s.fma_unless_tiny(a, s.load(c), zero, tiny);
+        let g = s.select(s.eq(label, s.splat(j as f32)), s.sub(g, d), g);
+        s.store(c, s.select(kept, s.select(bad, nan, g), skip));
+    }
+    s.transpose_out(buf, dst, dst_stride, n, t.accumulate);
+}
+
+/// Each lane's index of the first NaN, else of the first maximum, over the
+/// columns `buf`.
+#[inline(always)]
+fn argmax<S: Simd>(s: S, buf: &[[f32; LANES]], out: &mut [i32; LANES]) {
+    let none = s.splat(f32::INFINITY);
+    let mut best = s.splat(f32::NEG_INFINITY);
+    let (mut at, mut nan_at) = (s.splat(0.0), none);
+    for (j, c) in buf.iter().enumerate() {
+        let (z, jv) = (s.load(c), s.splat(j as f32));
+        // Strictly greater: ties keep the first; a NaN is never greater.
+        at = s.select(s.lt(best, z), jv, at);
+        best = s.max(z, best);
+        nan_at = s.select(s.is_nan(z), s.select(s.lt(nan_at, none), nan_at, jv), nan_at);
+    }
+    let mut idx = [0.0f32; LANES];
+    s.store(&mut idx, s.select(s.lt(nan_at, none), nan_at, at));
+    for (o, &x) in out.iter_mut().zip(&idx) {
+        *o = x as i32;
     }
 }

@@ -3,11 +3,11 @@
 //! thread takes it, with its per-row outputs written in row order.
 
 use super::plan::{Mode, Plan};
+use super::row;
 use super::scan::Widen;
 use super::types::{Half, Options};
-use super::{row, short};
 use crate::error::Result;
-use crate::kernels::{Ahead, Rows};
+use crate::kernels::Ahead;
 use crate::parallel::{self, Exec};
 
 /// Outputs of at least this many bytes (8 MiB, beyond the caches), which
@@ -117,30 +117,7 @@ pub(super) fn block_work(
     };
     let (ss, ds) = (layout.src_stride, layout.dst_stride);
     if plan.short_path() {
-        let none = b.dst.is_none();
-        let mut out = [row::RowOut::default(); short::BATCH];
-        for k0 in (0..b.rows).step_by(short::BATCH) {
-            let n = short::BATCH.min(b.rows - k0);
-            let batch = short::Batch {
-                first: b.first + k0,
-                rows: Rows {
-                    src: b.src.map(|s| &s[k0 * ss..]),
-                    src_stride: ss,
-                    dst: b.dst.as_deref_mut().map(|d| &mut d[k0 * ds..]),
-                    dst_stride: ds,
-                    rows: n,
-                    cols,
-                },
-            };
-            plan.short_batch(batch, want_argmax, &mut out);
-            for (k, r) in out[..n].iter().enumerate() {
-                emit(k0 + k, r);
-            }
-        }
-        if plan.zero_padding && !none {
-            zero_padding(b.dst.as_deref_mut().expect("a gradient"), b.rows, cols, ds);
-        }
-        return acc;
+        return plan.short_block(layout, want_argmax, &mut b);
     }
     for k in 0..b.rows {
         let i = b.first + k;

@@ -153,18 +153,20 @@ pub(crate) fn check_grad_buffer(o: &Options<'_>, in_place: bool, len: usize, row
 /// Validates labels and returns (Σ target-class weights of kept rows, kept rows).
 fn check_labels(labels: &[i32], rows: usize, cols: usize, o: &Options<'_>) -> Result<(f64, f64)> {
     check_len("labels", labels.len(), rows)?;
-    let mut weight_sum = 0.0f64;
-    let mut kept = 0usize;
-    for (i, &y) in labels[..rows].iter().enumerate() {
-        if y == o.ignore_index {
-            continue;
-        }
-        if y < 0 || y as usize >= cols {
-            return fail(ErrorKind::LabelOutOfRange, format_args!("label {y} at row {i} is outside [0, {cols})"));
-        }
-        kept += 1;
-        weight_sum += o.class_weights.map_or(1.0, |w| f64::from(w[y as usize]));
+    let labels = &labels[..rows];
+    // Branch-free counts (vectorized), then the first bad row if any.
+    let ignore = o.ignore_index;
+    let kept = labels.iter().map(|&y| usize::from(y != ignore)).sum::<usize>();
+    let bad = labels.iter().fold(false, |bad, &y| bad | (y != ignore && y as u32 as usize >= cols));
+    if bad {
+        let (i, &y) =
+            labels.iter().enumerate().find(|&(_, &y)| y != ignore && y as u32 as usize >= cols).expect("a bad row");
+        return fail(ErrorKind::LabelOutOfRange, format_args!("label {y} at row {i} is outside [0, {cols})"));
     }
+    let weight_sum = match o.class_weights {
+        Some(w) => labels.iter().filter(|&&y| y != ignore).fold(0.0f64, |s, &y| s + f64::from(w[y as usize])),
+        None => kept as f64,
+    };
     Ok((weight_sum, kept as f64))
 }
 

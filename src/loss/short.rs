@@ -1,187 +1,139 @@
-//! The short-row path: rows of at most 64 classes with class-index targets,
-//! no label smoothing and no softcap (the common classifier case), in
-//! batches of 16 rows.
-//! - Rows of at most 16 classes, in batches of at least 4 rows, go through
-//!   the tile kernel: one row per lane, everything lane-wise in float32.
-//! - Other batches run exactly the long-row path's kernels and operations,
-//!   one kernel call per batch instead of several per row, so their results
-//!   are bit-identical to the long path's (backward: row by row on it).
+//! The short-row path: rows of at most [`TILE_MAX_COLS`] classes with
+//! class-index targets, no label smoothing and no softcap (the common
+//! classifier case), in tiles of 16 rows with one row per lane.
 //!
-//! Which rows take which route depends only on the shape and options, never
-//! on the thread count or the kernel path, so results stay deterministic.
+//! Everything per row is lane-wise: labels, weights and gradient scales
+//! are laid out as lanes here, the tile kernel computes every row's max,
+//! argmax, Σexp, loss and gradient in float32 vectors, and the losses are
+//! summed in float64 per lane, the lanes added at the end of the block.
+//! A lane's arithmetic is its row's alone, so a row's results do not depend
+//! on the rows around it, the thread count or the kernel path; which rows
+//! take this path depends only on the shape and options.
 
+use super::block::{Block, Layout, zero_padding};
 use super::plan::{Mode, Plan};
-use super::row::{RowOut, Target, target};
-use super::types::Targets;
-use crate::kernels::{self, Coef, Grad, Io, Logit, Rows, Tile, TileOut};
-
-/// Widest rows the short path takes.
-pub(crate) const MAX_COLS: usize = 64;
-/// Rows per batch (one tile).
-pub(crate) const BATCH: usize = 16;
-/// Widest rows the tile kernel takes (one row per lane).
-const TILE_COLS: usize = 16;
-/// Fewest rows worth a tile.
-const MIN_TILE_ROWS: usize = 4;
-
-/// A batch of consecutive rows of the call, the first being row `first`.
-pub(crate) struct Batch<'a> {
-    pub first: usize,
-    pub rows: Rows<'a>,
-}
+use super::types::{Reduction, Targets};
+use crate::kernels::{self, LANES, Logit, Rows, TILE_MAX_COLS, Tile, TileOut};
 
 impl Plan<'_> {
-    /// Whether this call's rows go through the short path (a backward call
-    /// only for tiles: rows of at most 16 classes).
+    /// Whether this call's rows go through the short path.
     pub(crate) fn short_path(&self) -> bool {
-        let max_cols = if self.mode == Mode::Backward { TILE_COLS } else { MAX_COLS };
-        self.cols <= max_cols
+        self.cols <= TILE_MAX_COLS
             && self.logit == Logit::Raw
             && self.smoothing == 0.0
             && matches!(self.targets, Targets::Labels(_))
     }
 
-    /// Forward (no `dst`) or fused (`dst`, in place when there is no `src`)
-    /// on a batch of at most [`BATCH`] rows; fills `out[..rows]`. Rows of at
-    /// most 16 classes go through the tile kernel (one row per lane), wider
-    /// ones through the long path's kernels batched.
-    pub(crate) fn short_batch(&self, b: Batch<'_>, want_argmax: bool, out: &mut [RowOut]) {
-        let fits = |stride: usize| (BATCH - 1).checked_mul(stride).is_some_and(|o| o + self.cols <= i32::MAX as usize);
-        // A batch of a few rows (the end of the matrix, or a tiny call) is
-        // cheaper row by row than gathered; the choice depends only on the
-        // shape, so results stay the same for any thread count.
-        let r = &b.rows;
-        if self.cols <= TILE_COLS && r.rows >= MIN_TILE_ROWS && fits(r.src_stride) && fits(r.dst_stride) {
-            return self.tile_batch(b, want_argmax, out);
-        }
-        if self.mode == Mode::Backward {
-            return self.backward_rows(b);
-        }
-        if self.accumulate {
-            // The batch kernels store exps into the gradient: row by row on
-            // the long path instead, whose results are the batch's.
-            return self.fused_rows(b, want_argmax, out);
-        }
-        self.row_batch(b, want_argmax, out)
-    }
-
-    /// A fused batch that is no tile, row by row on the long path.
-    fn fused_rows(&self, b: Batch<'_>, want_argmax: bool, out: &mut [RowOut]) {
-        let Batch { first, rows: Rows { src, src_stride: ss, dst, dst_stride: ds, rows, .. } } = b;
-        let dst = dst.expect("a fused call has a gradient");
-        let none = (&[][..], None, kernels::Ahead::NONE);
-        for k in 0..rows {
-            let src = src.map(|x| &x[k * ss..k * ss + self.cols]);
-            let d = &mut dst[k * ds..k * ds + self.cols];
-            out[k] = self.fused_row(first + k, src, d, none, want_argmax);
+    /// Runs a block on the short path and returns its (cross-entropy,
+    /// z-loss) sums; per-row outputs are written as the tiles finish.
+    pub(super) fn short_block(&self, layout: &Layout, want_argmax: bool, b: &mut Block<'_>) -> (f64, f64) {
+        // The scratch is zeroed once per block: only as wide as the rows.
+        match self.cols {
+            c if c <= 16 => self.short_tiles(layout, want_argmax, b, &mut [[0.0; LANES]; 16]),
+            c if c <= 32 => self.short_tiles(layout, want_argmax, b, &mut [[0.0; LANES]; 32]),
+            c if c <= 64 => self.short_tiles(layout, want_argmax, b, &mut [[0.0; LANES]; 64]),
+            _ => self.short_tiles(layout, want_argmax, b, &mut [[0.0; LANES]; TILE_MAX_COLS]),
         }
     }
 
-    /// A backward batch that is no tile: row by row on the long path.
-    fn backward_rows(&self, b: Batch<'_>) {
-        let Batch { first, rows: Rows { src, src_stride: ss, dst, dst_stride: ds, rows, .. } } = b;
-        let dst = dst.expect("a backward call has a gradient");
-        for k in 0..rows {
-            let src = src.map(|x| &x[k * ss..k * ss + self.cols]);
-            self.backward_row(first + k, src, &mut dst[k * ds..k * ds + self.cols], &[]);
-        }
-    }
-
-    fn tile_batch(&self, b: Batch<'_>, want_argmax: bool, out: &mut [RowOut]) {
-        let n = b.rows.rows;
-        let mut label = [-1.0f32; BATCH];
-        let mut weight = [0.0f32; BATCH];
-        let mut argmax = [0i32; BATCH];
-        for k in 0..n {
-            if let Target::Label(y) = target(self, b.first + k) {
-                label[k] = y as f32;
-                weight[k] = self.weight(y) as f32;
+    fn short_tiles(
+        &self,
+        layout: &Layout,
+        want_argmax: bool,
+        b: &mut Block<'_>,
+        scratch: &mut [[f32; LANES]],
+    ) -> (f64, f64) {
+        let Targets::Labels(labels) = self.targets else { unreachable!("the short path takes labels") };
+        let (ss, ds, cols) = (layout.src_stride, layout.dst_stride, self.cols);
+        let grads = b.dst.is_some();
+        // Gradient scales are per row only for per-row upstream gradients.
+        let per_row = grads && self.upstream.is_some() && self.reduction == Reduction::None;
+        let (ce0, z0) = if grads && b.rows > 0 { self.grad_scales(b.first) } else { (0.0, 0.0) };
+        let given_lse = self.upstream.and_then(|u| u.lse);
+        let mut sums = ([0.0f64; LANES], [0.0f64; LANES]);
+        let mut out = TileOut { ce: [0.0; LANES], z: [0.0; LANES], lse: [0.0; LANES], argmax: [0; LANES] };
+        for k0 in (0..b.rows).step_by(LANES) {
+            let (first, n) = (b.first + k0, LANES.min(b.rows - k0));
+            let mut label = [-1.0f32; LANES];
+            let mut weight = [0.0f32; LANES];
+            let ys = &labels[first..first + n];
+            // Branch-free where it can be (vectorized): -1 marks an ignored row.
+            for (l, &y) in label.iter_mut().zip(ys) {
+                *l = if y != self.ignore_index { y as f32 } else { -1.0 };
             }
-            if want_argmax {
-                argmax[k] = self.argmax(b.rows.logits(k), true);
-            }
-        }
-        let mut ce_scale = [0.0f32; BATCH];
-        let mut z_scale = [0.0f32; BATCH];
-        for k in 0..n {
-            let (c, z) = self.grad_scales(b.first + k);
-            (ce_scale[k], z_scale[k]) = (c as f32, z as f32);
-        }
-        let lse = self.upstream.and_then(|u| u.lse).map(|l| {
-            let mut v = [0.0f32; BATCH];
-            v[..n].copy_from_slice(&l[b.first..b.first + n]);
-            v
-        });
-        let t = Tile {
-            rows: b.rows,
-            label,
-            weight,
-            ce_scale,
-            z_scale,
-            z_loss: self.z_scale,
-            lse,
-            accumulate: self.accumulate,
-        };
-        let mut r = TileOut { ce: [0.0; BATCH], z: [0.0; BATCH], lse: [0.0; BATCH] };
-        kernels::tile(self.isa, t, &mut r);
-        for k in 0..n {
-            out[k] = RowOut { ce: f64::from(r.ce[k]), z: f64::from(r.z[k]), lse: r.lse[k], argmax: argmax[k] };
-        }
-    }
-
-    fn row_batch(&self, b: Batch<'_>, want_argmax: bool, out: &mut [RowOut]) {
-        let (n, cols, isa) = (b.rows.rows, self.cols, self.isa);
-        debug_assert!(n <= BATCH && out.len() >= n);
-        let first = b.first;
-        let mut targets = [Target::Ignored; BATCH];
-        let mut zy = [0.0f32; BATCH];
-        let mut argmax = [0i32; BATCH];
-        for k in 0..n {
-            let row = b.rows.logits(k);
-            targets[k] = target(self, first + k);
-            if let Target::Label(y) = targets[k] {
-                zy[k] = row[y];
-            }
-            argmax[k] = self.argmax(row, want_argmax);
-        }
-        let mut max = [0.0f32; BATCH];
-        let mut sum = [0.0f32; BATCH];
-        let Rows { src, src_stride: ss, mut dst, dst_stride: ds, .. } = b.rows;
-        let rows = Rows { src, src_stride: ss, dst: dst.as_deref_mut(), dst_stride: ds, rows: n, cols };
-        kernels::short_scan(isa, rows, &mut max[..n], &mut sum[..n]);
-        let mut l = [0.0f32; BATCH];
-        kernels::log_slice(isa, Io::Map(&sum[..n], &mut l[..n]));
-        for k in 0..n {
-            let dots = (self.weight_total, 0.0);
-            out[k] = self.finish_with(targets[k], max[k], f64::from(sum[k]), l[k], zy[k], dots, argmax[k]);
-        }
-        let Some(dst) = dst else { return };
-        // Gradient: row k is a[k]·exp − c, exactly as the long path computes it.
-        let mut a = [0.0f32; BATCH];
-        let mut label_k = [0.0f64; BATCH];
-        let mut coef = Coef { w: self.weights, y: None, k1: 0.0, k0: 0.0 };
-        for k in 0..n {
-            if matches!(targets[k], Target::Label(_)) && !sum[k].is_nan() {
-                let lse = f64::from(max[k]) + f64::from(l[k]);
-                let (ak, c, lk) = self.grad_terms(first + k, targets[k], self.weight_total, lse);
-                a[k] = (ak * 1.0 / f64::from(sum[k])) as f32;
-                label_k[k] = lk;
-                coef = c;
-            }
-        }
-        let g = Grad { logit: Logit::Raw, stored_exp: true, shift: 0.0, bounded: true, a: 0.0, coef };
-        kernels::short_grad(isa, dst, ds, cols, g, &a[..n]);
-        for k in 0..n {
-            let row = &mut dst[k * ds..k * ds + cols];
-            match targets[k] {
-                Target::Ignored => row.fill(0.0),
-                _ if sum[k].is_nan() => row.fill(f32::NAN),
-                t => {
-                    if let Some((y, d)) = self.label_fix(t, label_k[k], 0.0) {
-                        row[y] -= d;
+            match self.weights {
+                None => {
+                    for (w, &l) in weight.iter_mut().zip(&label) {
+                        *w = if l >= 0.0 { 1.0 } else { 0.0 };
+                    }
+                }
+                Some(cw) => {
+                    for (w, &y) in weight.iter_mut().zip(ys) {
+                        if y != self.ignore_index {
+                            *w = cw[y as usize];
+                        }
                     }
                 }
             }
+            let (mut ce_scale, mut z_scale) = ([ce0 as f32; LANES], [z0 as f32; LANES]);
+            if per_row {
+                for k in 0..n {
+                    let (c, z) = self.grad_scales(first + k);
+                    (ce_scale[k], z_scale[k]) = (c as f32, z as f32);
+                }
+            }
+            let lse = given_lse.map(|l| {
+                let mut v = [0.0f32; LANES];
+                v[..n].copy_from_slice(&l[first..first + n]);
+                v
+            });
+            let rows = Rows {
+                src: b.src.map(|s| &s[k0 * ss..]),
+                src_stride: ss,
+                dst: b.dst.as_deref_mut().map(|d| &mut d[k0 * ds..]),
+                dst_stride: ds,
+                rows: n,
+                cols,
+            };
+            let t = Tile {
+                rows,
+                label,
+                weight,
+                ce_scale,
+                z_scale,
+                z_loss: self.z_scale,
+                lse,
+                accumulate: self.accumulate,
+                argmax: want_argmax,
+                scratch: &mut *scratch,
+            };
+            kernels::tile(self.isa, t, &mut out);
+            if self.mode == Mode::Backward {
+                continue;
+            }
+            // Lanes past the rows and ignored rows hold 0.
+            for k in 0..LANES {
+                sums.0[k] += f64::from(out.ce[k]);
+                sums.1[k] += f64::from(out.z[k]);
+            }
+            if let Some(l) = b.loss.as_deref_mut() {
+                for (o, (c, z)) in l[k0..k0 + n].iter_mut().zip(out.ce.iter().zip(&out.z)) {
+                    *o = c + z;
+                }
+            }
+            if let Some(l) = b.lse.as_deref_mut() {
+                l[k0..k0 + n].copy_from_slice(&out.lse[..n]);
+            }
+            if let Some(a) = b.argmax.as_deref_mut() {
+                a[k0..k0 + n].copy_from_slice(&out.argmax[..n]);
+            }
         }
+        if self.zero_padding
+            && let Some(d) = b.dst.as_deref_mut()
+        {
+            zero_padding(d, b.rows, cols, ds);
+        }
+        let total = |s: [f64; LANES]| s.iter().fold(0.0, |acc, x| acc + x);
+        (total(sums.0), total(sums.1))
     }
 }

@@ -7,7 +7,7 @@ use core::arch::aarch64::*;
 
 use crate::kernels::cpu::has_feature;
 use crate::kernels::scalar::{max1, tree};
-use crate::kernels::simd::{LANES, Simd, gather_lanes, scatter_lanes, tail_lanes};
+use crate::kernels::simd::{LANES, Simd, tail_lanes};
 
 /// Token for the NEON path; only made where the CPU has NEON.
 #[derive(Clone, Copy, Debug)]
@@ -203,14 +203,6 @@ impl Simd for Neon {
             unsafe { vst1q_u32(flags.as_mut_ptr().add(4 * k), *r) };
         }
         flags.iter().position(|&f| f != 0)
-    }
-    #[inline(always)]
-    fn gather_strided(self, src: &[f32], first: usize, stride: usize, n: usize, fill: f32) -> V {
-        from_lanes(&gather_lanes(src, first, stride, n, fill))
-    }
-    #[inline(always)]
-    fn scatter_strided(self, dst: &mut [f32], first: usize, stride: usize, n: usize, v: V) {
-        scatter_lanes(dst, first, stride, n, &lanes(v))
     }
     #[inline(always)]
     fn prefetch(self, _at: *const f32) {}

@@ -10,7 +10,7 @@
 use core::arch::wasm32::*;
 
 use crate::kernels::scalar::{max1, tree};
-use crate::kernels::simd::{LANES, Simd, gather_lanes, scatter_lanes, tail_lanes};
+use crate::kernels::simd::{LANES, Simd, tail_lanes};
 
 /// Token for the simd128 path (the build enables simd128, so every runtime
 /// that loads the module has it).
@@ -223,14 +223,6 @@ impl Simd for Simd128 {
     fn first_set(self, m: V) -> Option<usize> {
         let bits = m.iter().enumerate().fold(0u32, |acc, (k, r)| acc | (u32::from(i32x4_bitmask(*r)) << (4 * k)));
         (bits != 0).then(|| bits.trailing_zeros() as usize)
-    }
-    #[inline(always)]
-    fn gather_strided(self, src: &[f32], first: usize, stride: usize, n: usize, fill: f32) -> V {
-        from_lanes(&gather_lanes(src, first, stride, n, fill))
-    }
-    #[inline(always)]
-    fn scatter_strided(self, dst: &mut [f32], first: usize, stride: usize, n: usize, v: V) {
-        scatter_lanes(dst, first, stride, n, &lanes(v))
     }
     #[inline(always)]
     fn prefetch(self, _at: *const f32) {}

@@ -5,7 +5,7 @@
 use core::arch::x86_64::*;
 
 use crate::kernels::cpu::has_feature;
-use crate::kernels::simd::{LANES, Simd, check_strided};
+use crate::kernels::simd::{LANES, Simd, check_block, transpose_in_lanes, transpose_out_lanes};
 
 /// Token for AVX2 + FMA. Only [`Avx2::new`] makes one, after checking the CPU.
 #[derive(Clone, Copy, Debug)]
@@ -44,6 +44,15 @@ pub(crate) struct M2 {
 fn prefix_mask(n: usize) -> __m256i {
     const TABLE: [i32; 16] = [-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0];
     let start = 8 - n.min(8);
+    // SAFETY: start + 8 <= 16, so the 8 loaded i32 are inside TABLE.
+    unsafe { _mm256_loadu_si256(TABLE.as_ptr().add(start).cast()) }
+}
+
+/// Lane i set when i ≥ d, for d in 0..=8.
+#[inline(always)]
+fn lanes_from(d: usize) -> __m256i {
+    const TABLE: [i32; 16] = [0, 0, 0, 0, 0, 0, 0, 0, -1, -1, -1, -1, -1, -1, -1, -1];
+    let start = 8 - d.min(8);
     // SAFETY: start + 8 <= 16, so the 8 loaded i32 are inside TABLE.
     unsafe { _mm256_loadu_si256(TABLE.as_ptr().add(start).cast()) }
 }
@@ -225,34 +234,65 @@ impl Simd for Avx2 {
         (bits != 0).then(|| bits.trailing_zeros() as usize)
     }
     #[inline(always)]
-    fn gather_strided(self, src: &[f32], first: usize, stride: usize, n: usize, fill: f32) -> V2 {
-        check_strided(src.len(), first, stride, n);
-        // SAFETY: the check above proves every enabled lane's index
-        // first + k·stride (k < n) is inside `src` and fits i32; disabled
-        // lanes are not read.
-        unsafe {
-            let st = _mm256_set1_epi32(stride as i32);
-            let lo_idx = _mm256_add_epi32(
-                _mm256_set1_epi32(first as i32),
-                _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), st),
-            );
-            let hi_idx = _mm256_add_epi32(lo_idx, _mm256_mullo_epi32(_mm256_set1_epi32(8), st));
-            let f = _mm256_set1_ps(fill);
-            let m_lo = _mm256_castsi256_ps(prefix_mask(n));
-            let m_hi = _mm256_castsi256_ps(prefix_mask(n.saturating_sub(8)));
-            V2 {
-                lo: _mm256_mask_i32gather_ps::<4>(f, src.as_ptr(), lo_idx, m_lo),
-                hi: _mm256_mask_i32gather_ps::<4>(f, src.as_ptr(), hi_idx, m_hi),
+    fn transpose_in(self, src: &[f32], stride: usize, n: usize, buf: &mut [[f32; LANES]]) {
+        let cols = buf.len();
+        check_block(src.len(), stride, n, cols);
+        for g in [0, 8] {
+            if n < g + 8 || cols < 8 {
+                transpose_in_lanes(src, stride, n, buf, g..g + 8);
+                continue;
+            }
+            // 8×8 blocks of rows g..g+8; the last block of columns ends at
+            // `cols`, overlapping the one before (same values stored twice).
+            for j in (0..cols).step_by(8) {
+                let j0 = j.min(cols - 8);
+                // SAFETY: rows g..g+8 are below n and columns j0..j0+8 within
+                // cols, so every load is inside `src` (checked above); each
+                // store writes lanes g..g+8 of a 16-lane row of `buf`.
+                unsafe {
+                    let p = src.as_ptr().add(g * stride + j0);
+                    let c = transpose8(core::array::from_fn(|i| _mm256_loadu_ps(p.add(i * stride))));
+                    for (i, v) in c.into_iter().enumerate() {
+                        _mm256_storeu_ps(buf[j0 + i].as_mut_ptr().add(g), v);
+                    }
+                }
             }
         }
     }
     #[inline(always)]
-    fn scatter_strided(self, dst: &mut [f32], first: usize, stride: usize, n: usize, v: V2) {
-        check_strided(dst.len(), first, stride, n);
-        let mut lanes = [0.0f32; LANES];
-        self.store(&mut lanes, v);
-        for (k, &x) in lanes.iter().enumerate().take(n) {
-            dst[first + k * stride] = x;
+    fn transpose_out(self, buf: &[[f32; LANES]], dst: &mut [f32], stride: usize, n: usize, add: bool) {
+        let cols = buf.len();
+        check_block(dst.len(), stride, n, cols);
+        for g in [0, 8] {
+            if n < g + 8 || cols < 8 {
+                if n > g {
+                    transpose_out_lanes(buf, dst, stride, n, add, g..n.min(g + 8));
+                }
+                continue;
+            }
+            for j in (0..cols).step_by(8) {
+                let j0 = j.min(cols - 8);
+                // Columns j0..j are already written when blocks overlap: an
+                // addition must not add them twice.
+                // SAFETY: the token proves AVX is available.
+                let fresh = unsafe { _mm256_castsi256_ps(lanes_from(j - j0)) };
+                // SAFETY: as in `transpose_in`: rows g..g+8 below n, columns
+                // j0..j0+8 within cols, all inside `dst` (checked above).
+                unsafe {
+                    let p = dst.as_mut_ptr().add(g * stride + j0);
+                    let r = transpose8(core::array::from_fn(|i| _mm256_loadu_ps(buf[j0 + i].as_ptr().add(g))));
+                    for (i, v) in r.into_iter().enumerate() {
+                        let q = p.add(i * stride);
+                        let v = if add {
+                            let old = _mm256_loadu_ps(q);
+                            _mm256_blendv_ps(old, _mm256_add_ps(old, v), fresh)
+                        } else {
+                            v
+                        };
+                        _mm256_storeu_ps(q, v);
+                    }
+                }
+            }
         }
     }
     #[inline(always)]
@@ -285,5 +325,36 @@ pub(crate) unsafe fn tree8(v: __m256, f: impl Fn(__m128, __m128) -> __m128) -> f
         let x = f(x, _mm_movehl_ps(x, x));
         let x = f(x, _mm_shuffle_ps::<0b01>(x, x));
         _mm_cvtss_f32(x)
+    }
+}
+
+/// The transpose of the 8×8 matrix whose rows are `r`.
+///
+/// # Safety
+/// The CPU must support AVX.
+#[inline(always)]
+unsafe fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+    // SAFETY: the caller guarantees AVX.
+    unsafe {
+        let t = |a, b| (_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b));
+        let (t0, t1) = t(r[0], r[1]);
+        let (t2, t3) = t(r[2], r[3]);
+        let (t4, t5) = t(r[4], r[5]);
+        let (t6, t7) = t(r[6], r[7]);
+        let u = |a, b| (_mm256_shuffle_ps::<0x44>(a, b), _mm256_shuffle_ps::<0xEE>(a, b));
+        let (u0, u1) = u(t0, t2);
+        let (u2, u3) = u(t1, t3);
+        let (u4, u5) = u(t4, t6);
+        let (u6, u7) = u(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ]
     }
 }

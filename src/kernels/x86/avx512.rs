@@ -3,9 +3,9 @@
 
 use core::arch::x86_64::*;
 
-use super::avx2::tree8;
+use super::avx2::{Avx2, tree8};
 use crate::kernels::cpu::has_feature;
-use crate::kernels::simd::{LANES, Simd, check_strided};
+use crate::kernels::simd::{LANES, Simd};
 
 /// Token for AVX-512F (with AVX2 + FMA). Only [`Avx512::new`] makes one.
 #[derive(Clone, Copy, Debug)]
@@ -194,27 +194,15 @@ impl Simd for Avx512 {
         (m != 0).then(|| m.trailing_zeros() as usize)
     }
     #[inline(always)]
-    fn gather_strided(self, src: &[f32], first: usize, stride: usize, n: usize, fill: f32) -> __m512 {
-        check_strided(src.len(), first, stride, n);
-        // SAFETY: the check above proves every enabled lane's index
-        // first + k·stride (k < n) is inside `src` and fits i32; masked-off
-        // lanes are not read.
-        unsafe {
-            let idx = strided_index(first, stride);
-            let mask = if n == LANES { 0xffff } else { prefix(n) };
-            _mm512_mask_i32gather_ps::<4>(_mm512_set1_ps(fill), mask, idx, src.as_ptr().cast())
-        }
+    fn transpose_in(self, src: &[f32], stride: usize, n: usize, buf: &mut [[f32; LANES]]) {
+        // SAFETY: an Avx512 token exists only when the CPU has AVX-512F,
+        // AVX2 and FMA, so also what an Avx2 token stands for.
+        unsafe { Avx2::new_unchecked() }.transpose_in(src, stride, n, buf)
     }
     #[inline(always)]
-    fn scatter_strided(self, dst: &mut [f32], first: usize, stride: usize, n: usize, v: __m512) {
-        check_strided(dst.len(), first, stride, n);
-        // SAFETY: as for the gather: only lanes k < n are written, each at an
-        // index proven inside `dst`.
-        unsafe {
-            let idx = strided_index(first, stride);
-            let mask = if n == LANES { 0xffff } else { prefix(n) };
-            _mm512_mask_i32scatter_ps::<4>(dst.as_mut_ptr().cast(), mask, idx, v);
-        }
+    fn transpose_out(self, buf: &[[f32; LANES]], dst: &mut [f32], stride: usize, n: usize, add: bool) {
+        // SAFETY: as above.
+        unsafe { Avx2::new_unchecked() }.transpose_out(buf, dst, stride, n, add)
     }
     #[inline(always)]
     fn prefetch(self, at: *const f32) {
@@ -248,17 +236,4 @@ impl Simd for Avx512 {
 unsafe fn halves(v: __m512) -> (__m256, __m256) {
     // SAFETY: the caller guarantees AVX-512F.
     unsafe { (_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)))) }
-}
-
-/// Lane k holds `first + k·stride` (as i32; callers check it fits).
-///
-/// # Safety
-/// The CPU must support AVX-512F.
-#[inline(always)]
-unsafe fn strided_index(first: usize, stride: usize) -> __m512i {
-    // SAFETY: the caller guarantees AVX-512F.
-    unsafe {
-        let k = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        _mm512_add_epi32(_mm512_set1_epi32(first as i32), _mm512_mullo_epi32(k, _mm512_set1_epi32(stride as i32)))
-    }
 }
