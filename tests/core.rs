@@ -266,6 +266,48 @@ fn short_rows_of_every_count_and_width_match_the_reference_on_every_path() {
 }
 
 #[test]
+fn a_short_row_gives_the_same_bits_alone_or_among_others() {
+    // Tiles of 4..16 rows compute one row per lane; fewer rows go row by row
+    // with the same operations: each row of a 35-row call (tiles of 16, 16
+    // and 3) must equal that row called alone, for every output.
+    let mut rng = Rng(0x0a1e);
+    for cols in [1, 5, 10, 16, 17, 40, 100, 128] {
+        for values in [Values::Normal, Values::Huge, Values::Masked, Values::NanInf] {
+            let mut c = make_case(&mut rng, 35, cols, values, false);
+            (c.smoothing, c.softcap) = (0.0, 0.0);
+            if matches!(values, Values::Normal) {
+                // Few distinct values: ties for the maximum, -0 beside +0.
+                c.logits.iter_mut().for_each(|x| *x = (*x * 0.3).round());
+            }
+            c.reduction = rng.pick(&[Reduction::None, Reduction::Sum]);
+            c.z_loss = rng.pick(&[0.0, 1e-3]);
+            let all = fused(&c, false, |_| {});
+            let bw_lse = backward_only(&c, Some(&all.lse), false);
+            for i in 0..c.rows {
+                let one = Case {
+                    rows: 1,
+                    logits: c.logits[i * c.stride..i * c.stride + cols].to_vec(),
+                    labels: vec![c.labels[i]],
+                    probs: c.probs[i * cols..(i + 1) * cols].to_vec(),
+                    ..c.clone()
+                };
+                let f = fused(&one, false, |_| {});
+                let what = format!("row {i} of {c:?}");
+                let row = |g: &[f32]| bits(&g[i * c.stride..i * c.stride + cols]);
+                assert_eq!(bits(&f.grad[..cols]), row(&all.grad), "grad: {what}");
+                assert_eq!(bits(&f.lse), bits(&all.lse[i..=i]), "lse: {what}");
+                assert_eq!(f.argmax[0], all.argmax[i], "argmax: {what}");
+                if c.reduction == Reduction::None {
+                    assert_eq!(bits(&f.loss), bits(&all.loss[i..=i]), "loss: {what}");
+                }
+                let alone = backward_only(&one, Some(&all.lse[i..=i]), false);
+                assert_eq!(bits(&alone[..cols]), row(&bw_lse), "backward(lse): {what}");
+            }
+        }
+    }
+}
+
+#[test]
 fn large_shapes_match_the_reference() {
     let mut rng = Rng(42);
     // 2200 × 1000 is over 8 MiB: its separate backward gradient is streamed

@@ -36,7 +36,7 @@ pub use isa::Isa;
 pub(crate) use rows::{Ahead, Coef, Grad, Io, Logit};
 pub(crate) use short::Rows;
 pub(crate) use simd::LANES;
-pub(crate) use tile::{TILE_MAX_COLS, Tile, TileOut};
+pub(crate) use tile::{Scales, TILE_MAX_COLS, Tiles};
 
 /// Generates, for each generic pass, one `#[target_feature]` shell per x86
 /// or aarch64 path and a safe dispatcher taking the [`Isa`].
@@ -112,8 +112,8 @@ dispatch! {
     fn rows::grad_ahead(io: Io<'_>, g: Grad<'_>, next: Ahead) -> ();
     /// Element-wise `ln`.
     fn rows::log_slice(io: Io<'_>) -> ();
-    /// A tile of up to 16 short rows, one row per lane.
-    fn tile::tile(t: Tile<'_>, out: &mut TileOut) -> ();
+    /// A block of short rows, in tiles of 16 rows with one row per lane.
+    fn tile::tiles(job: Tiles<'_>) -> ();
 }
 
 /// Writes one gradient row of data already in the caches (nothing to prefetch).

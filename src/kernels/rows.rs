@@ -344,7 +344,7 @@ impl Ahead {
 /// L2: the passes that read a row from memory call it once per 16 elements,
 /// so the next row streams in while this one computes.
 #[inline(always)]
-fn prefetch_at<S: Simd>(s: S, next: Ahead, off: usize) {
+pub(crate) fn prefetch_at<S: Simd>(s: S, next: Ahead, off: usize) {
     if off < next.len {
         s.prefetch(next.at.wrapping_add(off));
     }

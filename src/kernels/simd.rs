@@ -168,10 +168,17 @@ pub(crate) fn transpose_in_lanes(
     buf: &mut [[f32; LANES]],
     ks: core::ops::Range<usize>,
 ) {
-    check_block(src.len(), stride, n, buf.len());
-    for (j, c) in buf.iter_mut().enumerate() {
-        for k in ks.clone() {
-            c[k] = if k < n { src[k * stride + j] } else { 0.0 };
+    let cols = buf.len();
+    check_block(src.len(), stride, n, cols);
+    let rows = ks.start.min(n)..ks.end.min(n);
+    if rows.end < ks.end {
+        for c in buf.iter_mut() {
+            c[rows.end..ks.end].fill(0.0);
+        }
+    }
+    for k in rows {
+        for (c, &x) in buf.iter_mut().zip(&src[k * stride..k * stride + cols]) {
+            c[k] = x;
         }
     }
 }
@@ -190,8 +197,10 @@ pub(crate) fn transpose_out_lanes(
     check_block(dst.len(), stride, n, buf.len());
     for k in ks {
         let row = &mut dst[k * stride..k * stride + buf.len()];
-        for (d, c) in row.iter_mut().zip(buf) {
-            *d = if add { *d + c[k] } else { c[k] };
+        if add {
+            row.iter_mut().zip(buf).for_each(|(d, c)| *d += c[k]);
+        } else {
+            row.iter_mut().zip(buf).for_each(|(d, c)| *d = c[k]);
         }
     }
 }

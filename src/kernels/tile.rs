@@ -6,53 +6,203 @@
 //! gradient columns are transposed back into rows.
 
 use super::math::{exp, exp_nonpositive, log};
+use super::rows::{Ahead, prefetch_at};
 use super::short::Rows;
 use super::simd::{LANES, Simd};
 
 /// Widest rows a tile takes (its scratch holds `cols` columns of 16 lanes).
 pub(crate) const TILE_MAX_COLS: usize = 128;
 
-/// A tile of up to 16 consecutive rows of at most [`TILE_MAX_COLS`] classes
-/// with class-index targets (no smoothing, no softcap).
-pub(crate) struct Tile<'a> {
-    /// The rows; `dst`, if any, receives the gradient.
+/// The rows of a block on the short path, computed a tile of 16 rows at a
+/// time, with everything per row marshalled here, where the vector
+/// instructions of the path apply to it too.
+pub(crate) struct Tiles<'a> {
+    /// The block's rows; `dst`, if any, receives the gradient.
     pub rows: Rows<'a>,
-    /// Each row's label as a float, −1 for an ignored row or a lane past
-    /// the rows.
-    pub label: [f32; LANES],
-    /// Each kept row's target-class weight (0 for an ignored row).
-    pub weight: [f32; LANES],
-    /// Each row's gradient scales of the cross-entropy and z-loss parts,
-    /// and the z-loss coefficient.
-    pub ce_scale: [f32; LANES],
-    pub z_scale: [f32; LANES],
+    /// The next block's logits, prefetched while the last tile computes.
+    pub next: &'a [f32],
+    /// The block's class-index targets; `ignore_index` marks ignored rows
+    /// (all others are in `0..cols`).
+    pub labels: &'a [i32],
+    pub ignore_index: i32,
+    pub weights: Option<&'a [f32]>,
+    /// The gradient scales of the cross-entropy and z-loss parts.
+    pub scales: Scales<'a>,
+    /// The z-loss coefficient.
     pub z_loss: f32,
-    /// A backward call's log-sum-exp from the caller: then
+    /// A backward call's log-sum-exp from the caller, per row: then
     /// `p = exp(z − lse) / Σ exp(z − lse)` instead of `exp(z − max) / Σexp`.
-    pub lse: Option<[f32; LANES]>,
+    pub lse: Option<&'a [f32]>,
     /// Add the gradient to what `dst` holds (ignored rows are left as they
     /// are) instead of overwriting it.
     pub accumulate: bool,
-    /// Compute each row's argmax.
-    pub argmax: bool,
+    /// Per-row outputs (each optional): the loss (cross-entropy plus
+    /// z-loss), the log-sum-exp and the argmax.
+    pub loss: Option<&'a mut [f32]>,
+    pub lse_out: Option<&'a mut [f32]>,
+    pub argmax: Option<&'a mut [i32]>,
+    /// Per-lane float64 sums of the rows' (cross-entropy, z-loss) parts,
+    /// added to (a forward or fused call's).
+    pub sums: Option<&'a mut [[f64; LANES]; 2]>,
     /// At least `cols` columns of scratch (any contents).
     pub scratch: &'a mut [[f32; LANES]],
 }
 
-/// Per-row results of a tile (lanes past the rows hold 0).
-pub(crate) struct TileOut {
-    /// Weighted cross-entropy `w_y·(ln Σexp − (z_y − max))` (0 if ignored).
-    pub ce: [f32; LANES],
-    /// z-loss `z_loss·lse²` (0 if ignored or without z-loss).
-    pub z: [f32; LANES],
-    pub lse: [f32; LANES],
-    /// Index of the first NaN, else of the first maximum (if asked for).
-    pub argmax: [i32; LANES],
+/// Gradient scales of the (cross-entropy, z-loss) parts.
+#[derive(Clone, Copy)]
+pub(crate) enum Scales<'a> {
+    /// The same for every row.
+    Same(f32, f32),
+    /// Row `i`'s: `(g_i·k.0, g_i·k.1)` rounded from float64.
+    PerRow(&'a [f32], (f64, f64)),
 }
+
+/// Runs a block; see [`Tiles`].
+#[inline(always)]
+pub(crate) fn tiles<S: Simd>(s: S, job: Tiles<'_>) {
+    let Tiles { rows, next, labels, ignore_index, weights, scales, z_loss, lse, accumulate, .. } = job;
+    let Rows { src, src_stride: ss, mut dst, dst_stride: ds, rows: count, cols } = rows;
+    let (mut loss, mut lse_out, mut argmax, mut sums) = (job.loss, job.lse_out, job.argmax, job.sums);
+    assert!(labels.len() >= count);
+    let mut out = TileOut { ce: [0.0; LANES], z: [0.0; LANES], lse: [0.0; LANES], argmax: [0; LANES] };
+    for k0 in (0..count).step_by(LANES) {
+        let n = LANES.min(count - k0);
+        let ys = &labels[k0..k0 + n];
+        let mut label = [-1.0f32; LANES];
+        let mut weight = [0.0f32; LANES];
+        // Branch-free where it can be (vectorized).
+        for (l, &y) in label.iter_mut().zip(ys) {
+            *l = if y != ignore_index { y as f32 } else { -1.0 };
+        }
+        match weights {
+            None => {
+                for (w, &l) in weight.iter_mut().zip(&label) {
+                    *w = if l >= 0.0 { 1.0 } else { 0.0 };
+                }
+            }
+            Some(cw) => {
+                for (w, &y) in weight.iter_mut().zip(ys) {
+                    if y != ignore_index {
+                        *w = cw[y as usize];
+                    }
+                }
+            }
+        }
+        let (ce_scale, z_scale) = match scales {
+            Scales::Same(c, z) => ([c; LANES], [z; LANES]),
+            Scales::PerRow(g, k) => {
+                let (mut c, mut z) = ([0.0f32; LANES], [0.0f32; LANES]);
+                for ((c, z), &g) in c.iter_mut().zip(z.iter_mut()).zip(&g[k0..k0 + n]) {
+                    (*c, *z) = ((f64::from(g) * k.0) as f32, (f64::from(g) * k.1) as f32);
+                }
+                (c, z)
+            }
+        };
+        let given = lse.map(|l| {
+            let mut v = [0.0f32; LANES];
+            v[..n].copy_from_slice(&l[k0..k0 + n]);
+            v
+        });
+        // The next tile's rows (the next block's first, after the last).
+        let (after, span) = (k0 + LANES, |stride: usize| LANES.saturating_mul(stride));
+        let src_ahead = match src {
+            Some(x) if after < count => Ahead::of(&x[after * ss..][..span(ss).min(x.len() - after * ss)]),
+            Some(_) => Ahead::of(&next[..span(ss).min(next.len())]),
+            None => Ahead::NONE,
+        };
+        let dst_ahead = match dst.as_deref() {
+            Some(d) if after < count => Ahead::of(&d[after * ds..][..span(ds).min(d.len() - after * ds)]),
+            _ => Ahead::NONE,
+        };
+        let t = Tile {
+            rows: Rows {
+                src: src.map(|x| &x[k0 * ss..]),
+                src_stride: ss,
+                dst: dst.as_deref_mut().map(|d| &mut d[k0 * ds..]),
+                dst_stride: ds,
+                rows: n,
+                cols,
+            },
+            lanes: Lanes { label, weight, ce_scale, z_scale, z_loss, lse: given, accumulate },
+            argmax: argmax.is_some(),
+            scratch: &mut *job.scratch,
+            ahead: [src_ahead, dst_ahead],
+        };
+        tile(s, t, &mut out);
+        // Lanes past the rows and ignored rows hold 0.
+        if let Some([ce, z]) = sums.as_deref_mut() {
+            for k in 0..LANES {
+                ce[k] += f64::from(out.ce[k]);
+                z[k] += f64::from(out.z[k]);
+            }
+        }
+        if let Some(l) = loss.as_deref_mut() {
+            for (o, (c, z)) in l[k0..k0 + n].iter_mut().zip(out.ce.iter().zip(&out.z)) {
+                *o = c + z;
+            }
+        }
+        if let Some(l) = lse_out.as_deref_mut() {
+            l[k0..k0 + n].copy_from_slice(&out.lse[..n]);
+        }
+        if let Some(a) = argmax.as_deref_mut() {
+            a[k0..k0 + n].copy_from_slice(&out.argmax[..n]);
+        }
+    }
+}
+
+/// A tile of up to 16 consecutive rows of at most [`TILE_MAX_COLS`] classes
+/// with class-index targets (no smoothing, no softcap).
+struct Tile<'a> {
+    /// The rows; `dst`, if any, receives the gradient.
+    rows: Rows<'a>,
+    lanes: Lanes,
+    /// Compute each row's argmax.
+    argmax: bool,
+    scratch: &'a mut [[f32; LANES]],
+    /// The next tile's logits and gradient, prefetched while this one
+    /// computes (a cache line per column of each).
+    ahead: [Ahead; 2],
+}
+
+/// The rows' inputs, one row per lane.
+struct Lanes {
+    /// Each row's label as a float, −1 for an ignored row or a lane past
+    /// the rows.
+    label: [f32; LANES],
+    /// Each kept row's target-class weight (0 for an ignored row).
+    weight: [f32; LANES],
+    /// Each row's gradient scales of the cross-entropy and z-loss parts,
+    /// and the z-loss coefficient.
+    ce_scale: [f32; LANES],
+    z_scale: [f32; LANES],
+    z_loss: f32,
+    /// The caller's log-sum-exp, if given.
+    lse: Option<[f32; LANES]>,
+    accumulate: bool,
+}
+
+/// Per-row results of a tile (lanes past the rows hold 0).
+struct TileOut {
+    /// Weighted cross-entropy `w_y·(ln Σexp − (z_y − max))` (0 if ignored).
+    ce: [f32; LANES],
+    /// z-loss `z_loss·lse²` (0 if ignored or without z-loss).
+    z: [f32; LANES],
+    lse: [f32; LANES],
+    /// Index of the first NaN, else of the first maximum (if asked for).
+    argmax: [i32; LANES],
+}
+
+/// Tiles of at most this many rows are computed row by row (see
+/// [`rows_one_by_one`]): for so few rows, 16-lane columns would be mostly
+/// empty lanes.
+const ROW_BY_ROW_MAX: usize = 3;
 
 /// Computes a tile; see the module docs. NaN results are the canonical NaN.
 #[inline(always)]
-pub(crate) fn tile<S: Simd>(s: S, t: Tile<'_>, out: &mut TileOut) {
+fn tile<S: Simd>(s: S, t: Tile<'_>, out: &mut TileOut) {
+    if t.rows.rows <= ROW_BY_ROW_MAX {
+        return rows_one_by_one(s, t, out);
+    }
     let Rows { src, src_stride, dst, dst_stride, rows: n, cols } = t.rows;
     assert!(cols <= t.scratch.len() && n <= LANES);
     let buf = &mut t.scratch[..cols];
@@ -61,13 +211,9 @@ pub(crate) fn tile<S: Simd>(s: S, t: Tile<'_>, out: &mut TileOut) {
         (None, Some(d)) => s.transpose_in(d, dst_stride, n, buf),
         (None, None) => unreachable!("a tile has logits"),
     }
-    let zero = s.splat(0.0);
-    let nan = s.splat(f32::NAN);
-    let label = s.load(&t.label);
-    let w = s.load(&t.weight);
-    let kept = s.lt(s.splat(-0.5), label);
+    let label = s.load(&t.lanes.label);
     let mut max = s.splat(f32::NEG_INFINITY);
-    let mut zy = zero;
+    let mut zy = s.splat(0.0);
     for (j, c) in buf.iter().enumerate() {
         let z = s.load(c);
         max = s.max(z, max);
@@ -76,28 +222,93 @@ pub(crate) fn tile<S: Simd>(s: S, t: Tile<'_>, out: &mut TileOut) {
     if t.argmax {
         argmax(s, buf, &mut out.argmax);
     }
-    // p_j = e_j · inv: e_j = exp(z_j − max), inv = 1/Σexp; or, with the
-    // caller's lse, e_j = exp(z_j − lse) and inv = 1/Σ exp(z_j − lse).
-    let (lse, inv, losses) = if let Some(given) = t.lse {
+    // e_j = exp(z_j − max), or exp(z_j − lse) with the caller's lse.
+    let mut sum = s.splat(0.0);
+    if let Some(given) = t.lanes.lse {
         let lse = s.load(&given);
-        let mut sum = zero;
-        for c in buf.iter_mut() {
+        for (j, c) in buf.iter_mut().enumerate() {
+            prefetch_at(s, t.ahead[0], j * LANES);
             let e = exp(s, s.sub(s.load(c), lse));
             s.store(c, e);
             sum = s.add(sum, e);
         }
-        // Σ exp(z − lse) is 1 but for the rounding of lse: dividing by it
-        // makes p as precise as without lse. A sum of 0 or +inf (an lse that
-        // is not the row's) makes the row NaN.
-        let ok = s.lt(zero, s.select(s.lt(sum, s.splat(f32::INFINITY)), sum, zero));
-        (lse, s.select(ok, s.div(s.splat(1.0), sum), nan), None)
     } else {
-        let mut sum = zero;
-        for c in buf.iter_mut() {
+        for (j, c) in buf.iter_mut().enumerate() {
+            prefetch_at(s, t.ahead[0], j * LANES);
             let e = exp_nonpositive(s, s.sub(s.load(c), max));
             s.store(c, e);
             sum = s.add(sum, e);
         }
+    }
+    let Some(g) = finish(s, &t.lanes, dst.is_some(), (max, zy, sum), out) else { return };
+    let Some(dst) = dst else { return };
+    for (j, c) in buf.iter_mut().enumerate() {
+        prefetch_at(s, t.ahead[1], j * LANES);
+        s.store(c, g.at(s, label, s.splat(j as f32), s.load(c)));
+    }
+    s.transpose_out(buf, dst, dst_stride, n, t.lanes.accumulate);
+}
+
+/// What each row's gradient needs, one row per lane:
+/// `∂/∂z_j = a·e_j − d·[j = y]`.
+#[derive(Clone, Copy)]
+struct GradTerms<S: Simd> {
+    a: S::V,
+    tiny: S::V,
+    minus_d: S::V,
+    /// Lanes whose gradient is `value`: NaN for a row with a NaN, 0 for an
+    /// ignored row, or, accumulating, −0, which leaves every value as it is.
+    fixed: S::M,
+    value: S::V,
+}
+
+impl<S: Simd> GradTerms<S> {
+    /// The gradient at column(s) `j` of exps `e`, rows' labels `label`.
+    #[inline(always)]
+    fn at(&self, s: S, label: S::V, j: S::V, e: S::V) -> S::V {
+        // a·e_j, minus d at the label in the same rounding.
+        let at_label = s.select(s.eq(label, j), self.minus_d, s.splat(0.0));
+        s.select(self.fixed, self.value, s.fma_unless_tiny(self.a, e, at_label, self.tiny))
+    }
+
+    /// Row `k`'s terms in every lane.
+    #[inline(always)]
+    fn lane(&self, s: S, k: usize) -> Self {
+        let pick = |v: S::V| {
+            let mut x = [0.0f32; LANES];
+            s.store(&mut x, v);
+            s.splat(x[k])
+        };
+        let fixed = pick(s.select(self.fixed, s.splat(1.0), s.splat(0.0)));
+        let (a, tiny, minus_d, value) = (pick(self.a), pick(self.tiny), pick(self.minus_d), pick(self.value));
+        GradTerms { a, tiny, minus_d, fixed: s.eq(fixed, s.splat(1.0)), value }
+    }
+}
+
+/// From each row's `(max, z_y, Σexp)` (lane-wise; Σ exp(z − lse) with the
+/// caller's lse): writes the per-row outputs and returns the gradient's
+/// terms when the tile has a gradient.
+#[inline(always)]
+fn finish<S: Simd>(
+    s: S,
+    t: &Lanes,
+    grads: bool,
+    (max, zy, sum): (S::V, S::V, S::V),
+    out: &mut TileOut,
+) -> Option<GradTerms<S>> {
+    let zero = s.splat(0.0);
+    let nan = s.splat(f32::NAN);
+    let label = s.load(&t.label);
+    let w = s.load(&t.weight);
+    let kept = s.lt(s.splat(-0.5), label);
+    // p_j = e_j · inv: inv = 1/Σexp, or, with the caller's lse, 1/Σ exp(z_j − lse).
+    let (lse, inv, losses) = if let Some(given) = t.lse {
+        // Σ exp(z − lse) is 1 but for the rounding of lse: dividing by it
+        // makes p as precise as without lse. A sum of 0 or +inf (an lse that
+        // is not the row's) makes the row NaN.
+        let ok = s.lt(zero, s.select(s.lt(sum, s.splat(f32::INFINITY)), sum, zero));
+        (s.load(&given), s.select(ok, s.div(s.splat(1.0), sum), nan), None)
+    } else {
         // NaN when a logit is NaN or +inf, or every logit is −inf.
         let l = log(s, s.select(s.is_nan(sum), s.splat(1.0), sum));
         let lse = s.select(s.is_nan(sum), nan, s.add(max, l));
@@ -115,21 +326,110 @@ pub(crate) fn tile<S: Simd>(s: S, t: Tile<'_>, out: &mut TileOut) {
         s.store(&mut out.z, z);
         s.store(&mut out.lse, lse);
     }
-    let Some(dst) = dst else { return };
-    // ∂/∂z_j = a·e_j − d·[j = y], a = (ce_scale·w + z_scale·2·z_loss·lse)·inv.
+    if !grads {
+        return None;
+    }
+    // a = (ce_scale·w + z_scale·2·z_loss·lse)·inv, d = ce_scale·w.
     let d = s.mul(s.load(&t.ce_scale), w);
     let zk = s.mul(s.load(&t.z_scale), s.splat(2.0 * t.z_loss));
     let a = s.mul(s.fma(zk, lse, d), inv);
     // Terms a·e below f32::MIN_POSITIVE are 0, as in the row kernels.
     let tiny = s.div(s.splat(f32::MIN_POSITIVE), s.abs(a));
-    // Accumulating, an ignored row adds −0, which leaves every value as it is.
     let skip = if t.accumulate { s.splat(-0.0) } else { zero };
-    for (j, c) in buf.iter_mut().enumerate() {
-        let g = s.fma_unless_tiny(a, s.load(c), zero, tiny);
-        let g = s.select(s.eq(label, s.splat(j as f32)), s.sub(g, d), g);
-        s.store(c, s.select(kept, s.select(bad, nan, g), skip));
+    let fixed = s.eq(s.select(kept, s.select(bad, zero, s.splat(1.0)), zero), zero);
+    Some(GradTerms { a, tiny, minus_d: s.sub(zero, d), fixed, value: s.select(kept, nan, skip) })
+}
+
+/// A tile of a few rows, row by row: each row's values are vectors of
+/// consecutive columns, its max, Σexp and argmax sequential scalar loops
+/// over them, in the order the columns' lanes of [`tile`] take, and the
+/// rest the same vector operations on the same values. So every result is
+/// bit for bit the one [`tile`] computes, at a cost in proportion to the rows.
+#[inline(always)]
+fn rows_one_by_one<S: Simd>(s: S, t: Tile<'_>, out: &mut TileOut) {
+    let Rows { src, src_stride, dst, dst_stride, rows: n, cols } = t.rows;
+    assert!(cols <= t.scratch.len() && n <= ROW_BY_ROW_MAX);
+    let flat = t.scratch.as_flattened_mut();
+    let row = |k: usize| -> &[f32] {
+        match (src, dst.as_deref()) {
+            (Some(x), _) => &x[k * src_stride..][..cols],
+            (None, Some(d)) => &d[k * dst_stride..][..cols],
+            (None, None) => unreachable!("a tile has logits"),
+        }
+    };
+    let (mut max, mut zy, mut sum) = ([f32::NEG_INFINITY; LANES], [0.0f32; LANES], [0.0f32; LANES]);
+    let mut shift = [0.0f32; LANES];
+    for k in 0..n {
+        let z = row(k);
+        for (j, &x) in z.iter().enumerate() {
+            max[k] = if x > max[k] { x } else { max[k] };
+            if t.lanes.label[k] == j as f32 {
+                zy[k] = x;
+            }
+        }
+        if t.argmax {
+            out.argmax[k] = argmax_row(z);
+        }
+        shift[k] = t.lanes.lse.map_or(max[k], |l| l[k]);
+        // The row's exps, into the scratch, then summed in column order.
+        let e = &mut flat[k * cols..(k + 1) * cols];
+        let sh = s.splat(shift[k]);
+        for (x, y) in z.chunks(LANES).zip(e.chunks_mut(LANES)) {
+            let v = s.sub(load_any(s, x), sh);
+            let v = if t.lanes.lse.is_some() { exp(s, v) } else { exp_nonpositive(s, v) };
+            store_any(s, y, v);
+        }
+        sum[k] = e.iter().fold(0.0, |acc, &x| acc + x);
     }
-    s.transpose_out(buf, dst, dst_stride, n, t.accumulate);
+    let stats = (s.load(&max), s.load(&zy), s.load(&sum));
+    let Some(g) = finish(s, &t.lanes, dst.is_some(), stats, out) else { return };
+    let Some(d) = dst else { return };
+    const IOTA: [f32; LANES] = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0];
+    for k in 0..n {
+        let (gk, label) = (g.lane(s, k), s.splat(t.lanes.label[k]));
+        let e = &flat[k * cols..(k + 1) * cols];
+        let d = &mut d[k * dst_stride..][..cols];
+        for (c, (x, y)) in e.chunks(LANES).zip(d.chunks_mut(LANES)).enumerate() {
+            let j = s.add(s.load(&IOTA), s.splat((c * LANES) as f32));
+            let v = gk.at(s, label, j, load_any(s, x));
+            let v = if t.lanes.accumulate { s.add(load_any(s, y), v) } else { v };
+            store_any(s, y, v);
+        }
+    }
+}
+
+/// Up to 16 values as lanes (0 past them).
+#[inline(always)]
+fn load_any<S: Simd>(s: S, x: &[f32]) -> S::V {
+    match x.try_into() {
+        Ok(full) => s.load(full),
+        Err(_) => s.load_tail(x, 0.0),
+    }
+}
+
+/// The first `y.len() ≤ 16` lanes of `v` into `y`.
+#[inline(always)]
+fn store_any<S: Simd>(s: S, y: &mut [f32], v: S::V) {
+    match y.try_into() {
+        Ok(full) => s.store(full, v),
+        Err(_) => s.store_tail(y, v),
+    }
+}
+
+/// [`argmax`] of one row, by the same steps on its values in order.
+#[inline(always)]
+fn argmax_row(z: &[f32]) -> i32 {
+    let (mut best, mut at, mut nan_at) = (f32::NEG_INFINITY, 0.0f32, f32::INFINITY);
+    for (j, &x) in z.iter().enumerate() {
+        if best < x {
+            at = j as f32;
+        }
+        best = if x > best { x } else { best };
+        if x.is_nan() && nan_at == f32::INFINITY {
+            nan_at = j as f32;
+        }
+    }
+    (if nan_at < f32::INFINITY { nan_at } else { at }) as i32
 }
 
 /// Each lane's index of the first NaN, else of the first maximum, over the

@@ -13,7 +13,7 @@
 use super::block::{Block, Layout, zero_padding};
 use super::plan::{Mode, Plan};
 use super::types::{Reduction, Targets};
-use crate::kernels::{self, LANES, Logit, Rows, TILE_MAX_COLS, Tile, TileOut};
+use crate::kernels::{self, LANES, Logit, Rows, Scales, TILE_MAX_COLS, Tiles};
 
 impl Plan<'_> {
     /// Whether this call's rows go through the short path.
@@ -44,96 +44,53 @@ impl Plan<'_> {
         scratch: &mut [[f32; LANES]],
     ) -> (f64, f64) {
         let Targets::Labels(labels) = self.targets else { unreachable!("the short path takes labels") };
-        let (ss, ds, cols) = (layout.src_stride, layout.dst_stride, self.cols);
+        let (first, count, cols) = (b.first, b.rows, self.cols);
         let grads = b.dst.is_some();
         // Gradient scales are per row only for per-row upstream gradients.
-        let per_row = grads && self.upstream.is_some() && self.reduction == Reduction::None;
-        let (ce0, z0) = if grads && b.rows > 0 { self.grad_scales(b.first) } else { (0.0, 0.0) };
-        let given_lse = self.upstream.and_then(|u| u.lse);
-        let mut sums = ([0.0f64; LANES], [0.0f64; LANES]);
-        let mut out = TileOut { ce: [0.0; LANES], z: [0.0; LANES], lse: [0.0; LANES], argmax: [0; LANES] };
-        for k0 in (0..b.rows).step_by(LANES) {
-            let (first, n) = (b.first + k0, LANES.min(b.rows - k0));
-            let mut label = [-1.0f32; LANES];
-            let mut weight = [0.0f32; LANES];
-            let ys = &labels[first..first + n];
-            // Branch-free where it can be (vectorized): -1 marks an ignored row.
-            for (l, &y) in label.iter_mut().zip(ys) {
-                *l = if y != self.ignore_index { y as f32 } else { -1.0 };
+        let scales = match self.upstream {
+            Some(up) if grads && self.reduction == Reduction::None => {
+                Scales::PerRow(&up.grad_loss[first..first + count], self.mean_scales)
             }
-            match self.weights {
-                None => {
-                    for (w, &l) in weight.iter_mut().zip(&label) {
-                        *w = if l >= 0.0 { 1.0 } else { 0.0 };
-                    }
-                }
-                Some(cw) => {
-                    for (w, &y) in weight.iter_mut().zip(ys) {
-                        if y != self.ignore_index {
-                            *w = cw[y as usize];
-                        }
-                    }
-                }
+            _ if grads && count > 0 => {
+                let (c, z) = self.grad_scales(first);
+                Scales::Same(c as f32, z as f32)
             }
-            let (mut ce_scale, mut z_scale) = ([ce0 as f32; LANES], [z0 as f32; LANES]);
-            if per_row {
-                for k in 0..n {
-                    let (c, z) = self.grad_scales(first + k);
-                    (ce_scale[k], z_scale[k]) = (c as f32, z as f32);
-                }
-            }
-            let lse = given_lse.map(|l| {
-                let mut v = [0.0f32; LANES];
-                v[..n].copy_from_slice(&l[first..first + n]);
-                v
-            });
-            let rows = Rows {
-                src: b.src.map(|s| &s[k0 * ss..]),
-                src_stride: ss,
-                dst: b.dst.as_deref_mut().map(|d| &mut d[k0 * ds..]),
-                dst_stride: ds,
-                rows: n,
-                cols,
-            };
-            let t = Tile {
-                rows,
-                label,
-                weight,
-                ce_scale,
-                z_scale,
+            _ => Scales::Same(0.0, 0.0),
+        };
+        let mut sums = [[0.0f64; LANES]; 2];
+        let backward = self.mode == Mode::Backward;
+        kernels::tiles(
+            self.isa,
+            Tiles {
+                rows: Rows {
+                    src: b.src,
+                    src_stride: layout.src_stride,
+                    dst: b.dst.as_deref_mut(),
+                    dst_stride: layout.dst_stride,
+                    rows: count,
+                    cols,
+                },
+                next: b.next,
+                labels: &labels[first..first + count],
+                ignore_index: self.ignore_index,
+                weights: self.weights,
+                scales,
                 z_loss: self.z_scale,
-                lse,
+                lse: self.upstream.and_then(|u| u.lse).map(|l| &l[first..first + count]),
                 accumulate: self.accumulate,
-                argmax: want_argmax,
-                scratch: &mut *scratch,
-            };
-            kernels::tile(self.isa, t, &mut out);
-            if self.mode == Mode::Backward {
-                continue;
-            }
-            // Lanes past the rows and ignored rows hold 0.
-            for k in 0..LANES {
-                sums.0[k] += f64::from(out.ce[k]);
-                sums.1[k] += f64::from(out.z[k]);
-            }
-            if let Some(l) = b.loss.as_deref_mut() {
-                for (o, (c, z)) in l[k0..k0 + n].iter_mut().zip(out.ce.iter().zip(&out.z)) {
-                    *o = c + z;
-                }
-            }
-            if let Some(l) = b.lse.as_deref_mut() {
-                l[k0..k0 + n].copy_from_slice(&out.lse[..n]);
-            }
-            if let Some(a) = b.argmax.as_deref_mut() {
-                a[k0..k0 + n].copy_from_slice(&out.argmax[..n]);
-            }
-        }
+                loss: b.loss.as_deref_mut(),
+                lse_out: b.lse.as_deref_mut(),
+                argmax: b.argmax.as_deref_mut().filter(|_| want_argmax),
+                sums: (!backward).then_some(&mut sums),
+                scratch,
+            },
+        );
         if self.zero_padding
             && let Some(d) = b.dst.as_deref_mut()
         {
-            zero_padding(d, b.rows, cols, ds);
+            zero_padding(d, count, cols, layout.dst_stride);
         }
-        let total = |s: [f64; LANES]| s.iter().fold(0.0, |acc, x| acc + x);
-        (total(sums.0), total(sums.1))
+        let total = |s: &[f64; LANES]| s.iter().fold(0.0, |acc, x| acc + x);
+        (total(&sums[0]), total(&sums[1]))
     }
 }

@@ -246,14 +246,15 @@ impl Simd for Avx2 {
             // `cols`, overlapping the one before (same values stored twice).
             for j in (0..cols).step_by(8) {
                 let j0 = j.min(cols - 8);
+                let block: &mut [[f32; LANES]; 8] = (&mut buf[j0..j0 + 8]).try_into().expect("8 columns");
                 // SAFETY: rows g..g+8 are below n and columns j0..j0+8 within
                 // cols, so every load is inside `src` (checked above); each
-                // store writes lanes g..g+8 of a 16-lane row of `buf`.
+                // store writes lanes g..g+8 of a 16-lane column of `block`.
                 unsafe {
                     let p = src.as_ptr().add(g * stride + j0);
                     let c = transpose8(core::array::from_fn(|i| _mm256_loadu_ps(p.add(i * stride))));
-                    for (i, v) in c.into_iter().enumerate() {
-                        _mm256_storeu_ps(buf[j0 + i].as_mut_ptr().add(g), v);
+                    for (col, v) in block.iter_mut().zip(c) {
+                        _mm256_storeu_ps(col.as_mut_ptr().add(g), v);
                     }
                 }
             }
@@ -276,11 +277,12 @@ impl Simd for Avx2 {
                 // addition must not add them twice.
                 // SAFETY: the token proves AVX is available.
                 let fresh = unsafe { _mm256_castsi256_ps(lanes_from(j - j0)) };
+                let block: &[[f32; LANES]; 8] = (&buf[j0..j0 + 8]).try_into().expect("8 columns");
                 // SAFETY: as in `transpose_in`: rows g..g+8 below n, columns
                 // j0..j0+8 within cols, all inside `dst` (checked above).
                 unsafe {
                     let p = dst.as_mut_ptr().add(g * stride + j0);
-                    let r = transpose8(core::array::from_fn(|i| _mm256_loadu_ps(buf[j0 + i].as_ptr().add(g))));
+                    let r = transpose8(core::array::from_fn(|i| _mm256_loadu_ps(block[i].as_ptr().add(g))));
                     for (i, v) in r.into_iter().enumerate() {
                         let q = p.add(i * stride);
                         let v = if add {
