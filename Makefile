@@ -12,7 +12,7 @@ CLIBS = cargo rustc --release --lib --crate-type cdylib,staticlib
 # `make test` and `make lint` regenerate the header (build.rs with cbindgen).
 HEADER = --features header
 
-.PHONY: all build demo test uninstall build-windows test-windows install-windows test-packaging test-rust test-valgrind test-asan test-mpi test-install test-python install lint bench bench-linear bench-compare clean fuzz miri test-cross isa-ratio-cross test-wasm build-embedded test-embedded test-targets footprint
+.PHONY: all build demo test uninstall build-windows test-windows install-windows test-packaging test-rust test-valgrind test-asan test-mpi test-install test-python install lint bench bench-linear bench-percall bench-compare clean fuzz miri test-cross isa-ratio-cross test-wasm build-embedded test-embedded test-targets footprint
 
 all: build
 
@@ -302,6 +302,12 @@ bench-linear:
 	cargo bench --bench linear
 	cargo run --release --example linear_vs_gemms -- 4096 1024 32000 7
 	cargo run --release --example linear_peak_memory -- 4096 1024 32000 1
+
+# Time per call from C against the static library (tiny calls), beside a
+# plain C loop in the same rounds.
+bench-percall: build
+	$(CC) -O2 -std=c11 -I include bench/percall.c $(RELEASE)/libxent.a -Wl,--gc-sections -lpthread -lm -ldl -o $(TARGET_DIR)/xent_percall
+	for s in "1 10" "64 10" "4096 10"; do taskset -c 0 $(TARGET_DIR)/xent_percall $$s || $(TARGET_DIR)/xent_percall $$s; done
 
 bench-compare: build
 	python3 bench/compare.py

@@ -37,7 +37,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHAPES = "2048x32000,512x128256,16384x1000,262144x10,1x10"
+SHAPES = "2048x32000,512x128256,16384x1000,262144x10,65536x100,4096x10,64x10,1x10"
 
 p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
 p.add_argument("--threads", type=int, default=1)

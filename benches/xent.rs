@@ -13,7 +13,8 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use xent::loss::*;
 
-const SHAPES: &[(usize, usize)] = &[(2048, 32000), (512, 128_256), (16384, 1000), (262_144, 10), (1, 10)];
+const SHAPES: &[(usize, usize)] =
+    &[(2048, 32000), (512, 128_256), (16384, 1000), (262_144, 10), (65536, 100), (4096, 10), (64, 10), (1, 10)];
 
 fn shapes() -> Vec<(usize, usize)> {
     match std::env::var("XENT_BENCH_SHAPES") {

@@ -1,0 +1,90 @@
+/* Time per call of xent_forward_backward from C, linked against the static
+ * library (issue 22's tiny-call target), beside a plain C loop computing
+ * the same loss and gradient in the same rounds, so machine noise hits both
+ * alike. Prints each one's median and best ns per call over the rounds.
+ *
+ *     make bench-percall                    # 1x10, 64x10 and 4096x10
+ *     /tmp/xent_percall [rows classes calls-per-round]
+ *
+ * Built by `make bench-percall` as
+ *     gcc -O2 -std=c11 -I include bench/percall.c target/release/libxent.a \
+ *         -Wl,--gc-sections -lpthread -lm -ldl -o /tmp/xent_percall
+ * (31 rounds; calls per round default to about 2 ms of work). */
+#define _POSIX_C_SOURCE 199309L
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "xent.h"
+
+#define ROUNDS 31
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int by_value(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The plain loop: mean loss, gradient (softmax − one-hot) / rows. */
+static float plain(const float *z, size_t rows, size_t cols, const int32_t *y, float *g) {
+    double total = 0.0;
+    for (size_t i = 0; i < rows; i++) {
+        const float *r = z + i * cols;
+        float m = r[0];
+        for (size_t j = 1; j < cols; j++) m = r[j] > m ? r[j] : m;
+        float s = 0.0f;
+        for (size_t j = 0; j < cols; j++) s += expf(r[j] - m);
+        float lse = m + logf(s);
+        total += lse - r[y[i]];
+        for (size_t j = 0; j < cols; j++) g[i * cols + j] = expf(r[j] - lse) / (float)rows;
+        g[i * cols + (size_t)y[i]] -= 1.0f / (float)rows;
+    }
+    return (float)(total / (double)rows);
+}
+
+int main(int argc, char **argv) {
+    size_t rows = argc > 1 ? strtoul(argv[1], NULL, 10) : 1;
+    size_t cols = argc > 2 ? strtoul(argv[2], NULL, 10) : 10;
+    long calls = argc > 3 ? strtol(argv[3], NULL, 10) : (long)(2e6 / (double)(rows * cols * 4 + 300)) + 1;
+    float *z = malloc(rows * cols * sizeof *z), *g = malloc(rows * cols * sizeof *g);
+    int32_t *y = malloc(rows * sizeof *y);
+    if (!z || !g || !y) return 1;
+    unsigned s = 12345;
+    for (size_t i = 0; i < rows * cols; i++) {
+        s = s * 1103515245u + 12345u;
+        z[i] = (float)((s >> 8) & 0xffff) / 8192.0f - 4.0f;
+    }
+    for (size_t i = 0; i < rows; i++) y[i] = (int32_t)((i * 7919) % cols);
+    XentOptions o = xent_options_default();
+    o.num_threads = 1;
+    double tx[ROUNDS], tc[ROUNDS];
+    float loss = 0.0f, check = 0.0f;
+    for (int r = 0; r < ROUNDS; r++) {
+        double t = now();
+        for (long k = 0; k < calls; k++) {
+            if (xent_forward_backward(z, rows, cols, cols, y, &o, &loss, NULL, NULL, g, cols) != XENT_STATUS_OK) {
+                fprintf(stderr, "xent: %s\n", xent_last_error());
+                return 1;
+            }
+        }
+        tx[r] = (now() - t) / (double)calls;
+        t = now();
+        for (long k = 0; k < calls; k++) check += plain(z, rows, cols, y, g);
+        tc[r] = (now() - t) / (double)calls;
+    }
+    qsort(tx, ROUNDS, sizeof *tx, by_value);
+    qsort(tc, ROUNDS, sizeof *tc, by_value);
+    printf("%zux%zu  xent %.1f ns/call (best %.1f)  plain C loop %.1f ns/call (best %.1f)  ratio %.2f  [%ld calls x %d rounds; loss %g]\n",
+           rows, cols, 1e9 * tx[ROUNDS / 2], 1e9 * tx[0], 1e9 * tc[ROUNDS / 2], 1e9 * tc[0], tc[ROUNDS / 2] / tx[ROUNDS / 2],
+           calls, ROUNDS, (double)loss + 0.0 * (double)check);
+    free(z);
+    free(g);
+    free(y);
+    return 0;
+}
