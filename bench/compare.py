@@ -9,7 +9,8 @@
 Loads target/release/libxent.so (run `make build` first) through ctypes.
 Times the fused forward+backward (gradient into a separate buffer) and the
 forward alone; prints medians, G logits/s and ratios, and checks that the
-losses agree. Needs numpy; PyTorch and JAX (with optax) are used when
+losses agree. Each repetition times every column in turn (memcpy, xent,
+the C loop, PyTorch, XLA), so noise on a shared machine hits them alike. Needs numpy; PyTorch and JAX (with optax) are used when
 installed and skipped with a message otherwise. Everything runs on the same
 data, thread count and process, so the ratios are like for like.
 
@@ -113,6 +114,23 @@ def median_time(fn, reps):
         if time.perf_counter() > budget and len(ts) >= 3:
             break
     return statistics.median(ts)
+
+
+def interleaved_times(fns, reps):
+    """Median time of each of `fns` (name -> function), the functions run in
+    turn within each repetition, so noise on a shared machine hits all alike."""
+    for fn in fns.values():
+        fn()  # warm-up (and JIT compile)
+    ts = {name: [] for name in fns}
+    budget = time.perf_counter() + 60.0
+    for _ in range(reps):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            ts[name].append(time.perf_counter() - t)
+        if time.perf_counter() > budget and len(ts["copy"]) >= 3:
+            break
+    return {name: statistics.median(v) for name, v in ts.items()}
 
 
 def status_bytes(key):
@@ -365,8 +383,8 @@ except ImportError:
 naive = naive_lib()
 print(f"# xent {lib.xent_active_isa().decode()} kernels, {args.threads} thread(s), {os.cpu_count()} cores; "
       f"torch {torch.__version__ if torch else '-'}, jax {jax.__version__ if jax else '-'}")
-print(f"# medians of up to {args.reps} runs; times in ms; G/s = 1e9 logits per second; "
-      "ratios > 1 mean xent is faster (memcpy column: xent time / memcpy time)")
+print(f"# medians of up to {args.reps} runs, each run timing every column in turn; times in ms; "
+      "G/s = 1e9 logits per second; ratios > 1 mean xent is faster (memcpy column: xent time / memcpy time)")
 header = ("shape", "memcpy", "xent fused", "G/s", "x memcpy", "xent fwd", "C fwd", "fwd vs C",
           "torch f+b", "vs torch", "xla f+b", "vs xla")
 print("| " + " | ".join(header) + " |")
@@ -389,19 +407,13 @@ for shape in args.shapes.split(","):
         s = lib.xent_forward(ptr(z), rows, cols, cols, ptr(y), ctypes.byref(opts), ptr(loss), ptr(lse), None)
         assert s == 0, lib.xent_last_error()
 
-    t_copy = median_time(lambda: np.copyto(g, z), args.reps)
-    t_fused = median_time(xent_fused, args.reps)
+    fns = {"copy": lambda: np.copyto(g, z), "fused": xent_fused, "fwd": xent_fwd}
+    xent_fused()
     xent_loss = float(loss[0])
-    t_fwd = median_time(xent_fwd, args.reps)
-    cells = [shape, f"{t_copy*1e3:.3f}", f"{t_fused*1e3:.3f}", f"{n/t_fused/1e9:.2f}", f"{t_fused/t_copy:.2f}",
-             f"{t_fwd*1e3:.3f}"]
     if naive:
         c_loss = naive.naive_forward(ptr(z), rows, cols, ptr(y))
-        t_c = median_time(lambda: naive.naive_forward(ptr(z), rows, cols, ptr(y)), args.reps)
         assert abs(c_loss - xent_loss) <= 1e-4 * abs(xent_loss) + 1e-6, (c_loss, xent_loss)
-        cells += [f"{t_c*1e3:.3f}", f"{t_c/t_fwd:.1f}x"]
-    else:
-        cells += ["-", "-"]
+        fns["c"] = lambda: naive.naive_forward(ptr(z), rows, cols, ptr(y))
     if torch:
         tz = torch.from_numpy(z).requires_grad_(True)
         ty = torch.from_numpy(y.astype(np.int64))
@@ -412,12 +424,9 @@ for shape in args.shapes.split(","):
             l.backward()
             return l
 
-        t_torch = median_time(torch_fb, args.reps)
         tl = float(torch_fb().detach())
         assert abs(tl - xent_loss) <= 1e-4 * abs(xent_loss) + 1e-6, (tl, xent_loss)
-        cells += [f"{t_torch*1e3:.3f}", f"{t_torch/t_fused:.1f}x"]
-    else:
-        cells += ["-", "-"]
+        fns["torch"] = torch_fb
     if jax:
         jz = jnp.asarray(z)
         jy = jnp.asarray(y)
@@ -428,10 +437,14 @@ for shape in args.shapes.split(","):
             gr.block_until_ready()
             return v
 
-        t_jax = median_time(jax_fb, args.reps)
         jl = float(jax_fb())
         assert abs(jl - xent_loss) <= 1e-4 * abs(xent_loss) + 1e-6, (jl, xent_loss)
-        cells += [f"{t_jax*1e3:.3f}", f"{t_jax/t_fused:.1f}x"]
-    else:
-        cells += ["-", "-"]
+        fns["jax"] = jax_fb
+    t = interleaved_times(fns, args.reps)
+    t_copy, t_fused, t_fwd = t["copy"], t["fused"], t["fwd"]
+    cells = [shape, f"{t_copy*1e3:.3f}", f"{t_fused*1e3:.3f}", f"{n/t_fused/1e9:.2f}", f"{t_fused/t_copy:.2f}",
+             f"{t_fwd*1e3:.3f}"]
+    cells += [f"{t['c']*1e3:.3f}", f"{t['c']/t_fwd:.1f}x"] if naive else ["-", "-"]
+    cells += [f"{t['torch']*1e3:.3f}", f"{t['torch']/t_fused:.1f}x"] if torch else ["-", "-"]
+    cells += [f"{t['jax']*1e3:.3f}", f"{t['jax']/t_fused:.1f}x"] if jax else ["-", "-"]
     print("| " + " | ".join(cells) + " |", flush=True)

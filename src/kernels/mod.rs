@@ -36,7 +36,7 @@ pub use isa::Isa;
 pub(crate) use rows::{Ahead, Coef, Grad, Io, Logit};
 pub(crate) use short::Rows;
 pub(crate) use simd::LANES;
-pub(crate) use tile::{Scales, TILE_MAX_COLS, Tiles};
+pub(crate) use tile::{ROW_BY_ROW_MAX, Scales, TILE_MAX_COLS, Tiles};
 
 /// Generates, for each generic pass, one `#[target_feature]` shell per x86
 /// or aarch64 path and a safe dispatcher taking the [`Isa`].

@@ -44,7 +44,8 @@ pub(crate) struct Tiles<'a> {
     /// Per-lane float64 sums of the rows' (cross-entropy, z-loss) parts,
     /// added to (a forward or fused call's).
     pub sums: Option<&'a mut [[f64; LANES]; 2]>,
-    /// At least `cols` columns of scratch (any contents).
+    /// Scratch (any contents): at least `cols` columns, or, for a block of
+    /// at most [`ROW_BY_ROW_MAX`] rows, `rows × cols` values.
     pub scratch: &'a mut [[f32; LANES]],
 }
 
@@ -65,44 +66,53 @@ pub(crate) fn tiles<S: Simd>(s: S, job: Tiles<'_>) {
     let (mut loss, mut lse_out, mut argmax, mut sums) = (job.loss, job.lse_out, job.argmax, job.sums);
     assert!(labels.len() >= count);
     let mut out = TileOut { ce: [0.0; LANES], z: [0.0; LANES], lse: [0.0; LANES], argmax: [0; LANES] };
+    let same = match scales {
+        Scales::Same(c, z) => (c, z),
+        Scales::PerRow(..) => (0.0, 0.0),
+    };
+    // One set of lanes for the block, updated in place tile by tile.
+    let mut lanes = Lanes {
+        label: [-1.0; LANES],
+        weight: [0.0; LANES],
+        ce_scale: [same.0; LANES],
+        z_scale: [same.1; LANES],
+        z_loss,
+        lse: lse.map(|_| [0.0; LANES]),
+        accumulate,
+    };
     for k0 in (0..count).step_by(LANES) {
         let n = LANES.min(count - k0);
         let ys = &labels[k0..k0 + n];
-        let mut label = [-1.0f32; LANES];
-        let mut weight = [0.0f32; LANES];
+        if n < LANES {
+            // The last tile's lanes past its rows: ignored.
+            lanes.label[n..].fill(-1.0);
+            lanes.weight[n..].fill(0.0);
+        }
         // Branch-free where it can be (vectorized).
-        for (l, &y) in label.iter_mut().zip(ys) {
+        for (l, &y) in lanes.label.iter_mut().zip(ys) {
             *l = if y != ignore_index { y as f32 } else { -1.0 };
         }
         match weights {
             None => {
-                for (w, &l) in weight.iter_mut().zip(&label) {
+                for (w, &l) in lanes.weight.iter_mut().zip(&lanes.label) {
                     *w = if l >= 0.0 { 1.0 } else { 0.0 };
                 }
             }
             Some(cw) => {
-                for (w, &y) in weight.iter_mut().zip(ys) {
-                    if y != ignore_index {
-                        *w = cw[y as usize];
-                    }
+                for (w, &y) in lanes.weight.iter_mut().zip(ys) {
+                    *w = if y != ignore_index { cw[y as usize] } else { 0.0 };
                 }
             }
         }
-        let (ce_scale, z_scale) = match scales {
-            Scales::Same(c, z) => ([c; LANES], [z; LANES]),
-            Scales::PerRow(g, k) => {
-                let (mut c, mut z) = ([0.0f32; LANES], [0.0f32; LANES]);
-                for ((c, z), &g) in c.iter_mut().zip(z.iter_mut()).zip(&g[k0..k0 + n]) {
-                    (*c, *z) = ((f64::from(g) * k.0) as f32, (f64::from(g) * k.1) as f32);
-                }
-                (c, z)
+        if let Scales::PerRow(g, k) = scales {
+            let per = lanes.ce_scale.iter_mut().zip(lanes.z_scale.iter_mut());
+            for ((c, z), &g) in per.zip(&g[k0..k0 + n]) {
+                (*c, *z) = ((f64::from(g) * k.0) as f32, (f64::from(g) * k.1) as f32);
             }
-        };
-        let given = lse.map(|l| {
-            let mut v = [0.0f32; LANES];
+        }
+        if let (Some(v), Some(l)) = (lanes.lse.as_mut(), lse) {
             v[..n].copy_from_slice(&l[k0..k0 + n]);
-            v
-        });
+        }
         // The next tile's rows (the next block's first, after the last).
         let (after, span) = (k0 + LANES, |stride: usize| LANES.saturating_mul(stride));
         let src_ahead = match src {
@@ -123,7 +133,7 @@ pub(crate) fn tiles<S: Simd>(s: S, job: Tiles<'_>) {
                 rows: n,
                 cols,
             },
-            lanes: Lanes { label, weight, ce_scale, z_scale, z_loss, lse: given, accumulate },
+            lanes: &lanes,
             argmax: argmax.is_some(),
             scratch: &mut *job.scratch,
             ahead: [src_ahead, dst_ahead],
@@ -155,7 +165,7 @@ pub(crate) fn tiles<S: Simd>(s: S, job: Tiles<'_>) {
 struct Tile<'a> {
     /// The rows; `dst`, if any, receives the gradient.
     rows: Rows<'a>,
-    lanes: Lanes,
+    lanes: &'a Lanes,
     /// Compute each row's argmax.
     argmax: bool,
     scratch: &'a mut [[f32; LANES]],
@@ -195,7 +205,7 @@ struct TileOut {
 /// Tiles of at most this many rows are computed row by row (see
 /// [`rows_one_by_one`]): for so few rows, 16-lane columns would be mostly
 /// empty lanes.
-const ROW_BY_ROW_MAX: usize = 3;
+pub(crate) const ROW_BY_ROW_MAX: usize = 3;
 
 /// Computes a tile; see the module docs. NaN results are the canonical NaN.
 #[inline(always)]
@@ -240,7 +250,7 @@ fn tile<S: Simd>(s: S, t: Tile<'_>, out: &mut TileOut) {
             sum = s.add(sum, e);
         }
     }
-    let Some(g) = finish(s, &t.lanes, dst.is_some(), (max, zy, sum), out) else { return };
+    let Some(g) = finish(s, t.lanes, dst.is_some(), (max, zy, sum), out) else { return };
     let Some(dst) = dst else { return };
     for (j, c) in buf.iter_mut().enumerate() {
         prefetch_at(s, t.ahead[1], j * LANES);
@@ -348,8 +358,8 @@ fn finish<S: Simd>(
 #[inline(always)]
 fn rows_one_by_one<S: Simd>(s: S, t: Tile<'_>, out: &mut TileOut) {
     let Rows { src, src_stride, dst, dst_stride, rows: n, cols } = t.rows;
-    assert!(cols <= t.scratch.len() && n <= ROW_BY_ROW_MAX);
     let flat = t.scratch.as_flattened_mut();
+    assert!(n * cols <= flat.len() && n <= ROW_BY_ROW_MAX);
     let row = |k: usize| -> &[f32] {
         match (src, dst.as_deref()) {
             (Some(x), _) => &x[k * src_stride..][..cols],
@@ -382,7 +392,7 @@ fn rows_one_by_one<S: Simd>(s: S, t: Tile<'_>, out: &mut TileOut) {
         sum[k] = e.iter().fold(0.0, |acc, &x| acc + x);
     }
     let stats = (s.load(&max), s.load(&zy), s.load(&sum));
-    let Some(g) = finish(s, &t.lanes, dst.is_some(), stats, out) else { return };
+    let Some(g) = finish(s, t.lanes, dst.is_some(), stats, out) else { return };
     let Some(d) = dst else { return };
     const IOTA: [f32; LANES] = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0];
     for k in 0..n {

@@ -13,7 +13,7 @@
 use super::block::{Block, Layout, zero_padding};
 use super::plan::{Mode, Plan};
 use super::types::{Reduction, Targets};
-use crate::kernels::{self, LANES, Logit, Rows, Scales, TILE_MAX_COLS, Tiles};
+use crate::kernels::{self, LANES, Logit, ROW_BY_ROW_MAX, Rows, Scales, TILE_MAX_COLS, Tiles};
 
 impl Plan<'_> {
     /// Whether this call's rows go through the short path.
@@ -27,8 +27,11 @@ impl Plan<'_> {
     /// Runs a block on the short path and returns its (cross-entropy,
     /// z-loss) sums; per-row outputs are written as the tiles finish.
     pub(super) fn short_block(&self, layout: &Layout, want_argmax: bool, b: &mut Block<'_>) -> (f64, f64) {
-        // The scratch is zeroed once per block: only as wide as the rows.
-        match self.cols {
+        // The scratch is zeroed once per block: only as wide as the rows
+        // (or, for a block computed row by row, as all of its values).
+        let need = if b.rows <= ROW_BY_ROW_MAX { (b.rows * self.cols).div_ceil(LANES) } else { self.cols };
+        match need {
+            c if c <= 2 => self.short_tiles(layout, want_argmax, b, &mut [[0.0; LANES]; 2]),
             c if c <= 16 => self.short_tiles(layout, want_argmax, b, &mut [[0.0; LANES]; 16]),
             c if c <= 32 => self.short_tiles(layout, want_argmax, b, &mut [[0.0; LANES]; 32]),
             c if c <= 64 => self.short_tiles(layout, want_argmax, b, &mut [[0.0; LANES]; 64]),
