@@ -10,8 +10,8 @@
 //! Files: `isa.rs` (the paths and the choice), `cpu.rs` (feature detection),
 //! `simd.rs` (the vector trait), `scalar.rs`, `x86/`, `arm/`, `wasm/` (its
 //! implementations), `exp_table.rs` and `math.rs` (exp, log, tanh),
-//! `rows.rs` (the per-row passes), `short.rs` and `tile.rs` (tiles of
-//! short rows, one row per lane), `half.rs` (16-bit conversions).
+//! `rows.rs` (the per-row passes), `tile.rs` (short rows, 16 at a
+//! time with one row per lane), `half.rs` (16-bit conversions).
 
 #[cfg(target_arch = "aarch64")]
 mod arm;
@@ -23,7 +23,6 @@ mod isa;
 mod math;
 pub(crate) mod rows;
 mod scalar;
-mod short;
 pub(crate) mod simd;
 mod tile;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -34,9 +33,8 @@ mod x86;
 pub use half::{Half, narrow_lanes, widen_lanes};
 pub use isa::Isa;
 pub(crate) use rows::{Ahead, Coef, Grad, Io, Logit};
-pub(crate) use short::Rows;
 pub(crate) use simd::LANES;
-pub(crate) use tile::{ROW_BY_ROW_MAX, Scales, TILE_MAX_COLS, Tiles};
+pub(crate) use tile::{ROW_BY_ROW_MAX, Rows, Scales, TILE_MAX_COLS, Tiles};
 
 /// Generates, for each generic pass, one `#[target_feature]` shell per x86
 /// or aarch64 path and a safe dispatcher taking the [`Isa`].

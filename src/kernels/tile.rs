@@ -7,8 +7,20 @@
 
 use super::math::{exp, exp_nonpositive, log};
 use super::rows::{Ahead, prefetch_at};
-use super::short::Rows;
 use super::simd::{LANES, Simd};
+
+/// Consecutive rows of a matrix: a block of the short path, or a tile.
+pub(crate) struct Rows<'a> {
+    /// The logits rows, or `None` when `dst` holds them (in place).
+    pub src: Option<&'a [f32]>,
+    pub src_stride: usize,
+    /// Where the gradient is stored (fused or backward call), if anywhere.
+    pub dst: Option<&'a mut [f32]>,
+    pub dst_stride: usize,
+    /// Number of rows.
+    pub rows: usize,
+    pub cols: usize,
+}
 
 /// Widest rows a tile takes (its scratch holds `cols` columns of 16 lanes).
 pub(crate) const TILE_MAX_COLS: usize = 128;
