@@ -9,7 +9,7 @@
  * Built by `make bench-percall` as
  *     gcc -O2 -std=c11 -I include bench/percall.c target/release/libxent.a \
  *         -Wl,--gc-sections -lpthread -lm -ldl -o /tmp/xent_percall
- * (31 rounds; calls per round default to about 2 ms of work). */
+ * (31 rounds; calls per round default to about 10 ms of work). */
 #define _POSIX_C_SOURCE 199309L
 #include <math.h>
 #include <stdio.h>
@@ -51,7 +51,7 @@ static float plain(const float *z, size_t rows, size_t cols, const int32_t *y, f
 int main(int argc, char **argv) {
     size_t rows = argc > 1 ? strtoul(argv[1], NULL, 10) : 1;
     size_t cols = argc > 2 ? strtoul(argv[2], NULL, 10) : 10;
-    long calls = argc > 3 ? strtol(argv[3], NULL, 10) : (long)(2e6 / (double)(rows * cols * 4 + 300)) + 1;
+    long calls = argc > 3 ? strtol(argv[3], NULL, 10) : (long)(1e7 / (double)(rows * cols * 4 + 300)) + 1;
     float *z = malloc(rows * cols * sizeof *z), *g = malloc(rows * cols * sizeof *g);
     int32_t *y = malloc(rows * sizeof *y);
     if (!z || !g || !y) return 1;

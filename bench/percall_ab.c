@@ -4,7 +4,7 @@
  * alike. Prints each build's median ns per call, B/A, and the quartiles.
  *
  *     gcc -O2 -std=c11 -I include -o /tmp/percall_ab bench/percall_ab.c -ldl
- *     /tmp/percall_ab A/libxent.so B/libxent.so [rows classes calls-per-round]
+ *     /tmp/percall_ab A/libxent.so B/libxent.so [rows classes calls-per-round [threads]]
  *
  * (default 1 x 10, 200000 calls per round, 31 rounds). Copy each libxent.so
  * somewhere else first: dlopen keys on the path, and the two builds must
@@ -37,11 +37,13 @@ static int by_value(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s A/libxent.so B/libxent.so [rows classes calls-per-round]\n", argv[0]);
+        fprintf(stderr, "usage: %s A/libxent.so B/libxent.so [rows classes calls-per-round [threads]]\n", argv[0]);
         return 2;
     }
     size_t rows = argc > 3 ? (size_t)atol(argv[3]) : 1, cols = argc > 4 ? (size_t)atol(argv[4]) : 10;
     long calls = argc > 5 ? atol(argv[5]) : 200000;
+    /* num_threads for both builds: 0 (the default) = all cores for large calls. */
+    unsigned threads = argc > 6 ? (unsigned)atol(argv[6]) : 0;
     if (rows == 0 || cols == 0 || calls <= 0) {
         fprintf(stderr, "rows, classes and calls must be positive\n");
         return 2;
@@ -71,6 +73,7 @@ int main(int argc, char **argv) {
     for (int r = 0; r < ROUNDS; r++)
         for (int k = 0; k < 2; k++) {
             XentOptions o = defaults[k]();
+            o.num_threads = threads;
             double t0 = now();
             for (long i = 0; i < calls; i++)
                 if (fused[k](z, rows, cols, cols, y, &o, &loss, NULL, NULL, g, cols) != XENT_STATUS_OK) {

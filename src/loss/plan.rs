@@ -154,13 +154,23 @@ pub(crate) fn check_grad_buffer(o: &Options<'_>, in_place: bool, len: usize, row
 fn check_labels(labels: &[i32], rows: usize, cols: usize, o: &Options<'_>) -> Result<(f64, f64)> {
     check_len("labels", labels.len(), rows)?;
     let labels = &labels[..rows];
-    // Branch-free counts (vectorized), then the first bad row if any.
+    // Branch-free counts in 32-bit lanes (vectorized), then the first bad
+    // row if any. `y as u32 >= limit` is `y < 0 || y >= cols` (for classes
+    // past i32::MAX, every label that is not negative is in range).
     let ignore = o.ignore_index;
-    let kept = labels.iter().map(|&y| usize::from(y != ignore)).sum::<usize>();
-    let bad = labels.iter().fold(false, |bad, &y| bad | (y != ignore && y as u32 as usize >= cols));
+    let limit = cols.min(1 << 31) as u32;
+    let (mut kept, mut bad) = (0usize, false);
+    for chunk in labels.chunks(1 << 16) {
+        let (k, b) = chunk.iter().fold((0u32, 0u32), |(k, b), &y| {
+            let keep = u32::from(y != ignore);
+            (k + keep, b | (keep & u32::from(y as u32 >= limit)))
+        });
+        kept += k as usize;
+        bad |= b != 0;
+    }
     if bad {
         let (i, &y) =
-            labels.iter().enumerate().find(|&(_, &y)| y != ignore && y as u32 as usize >= cols).expect("a bad row");
+            labels.iter().enumerate().find(|&(_, &y)| y != ignore && y as u32 >= limit).expect("a bad row");
         return fail(ErrorKind::LabelOutOfRange, format_args!("label {y} at row {i} is outside [0, {cols})"));
     }
     let weight_sum = match o.class_weights {
