@@ -22,23 +22,13 @@
 #include <time.h>
 
 #include "xent.h"
+#include "timing.h"
 
 #define ROWS 256
 #define CLASSES 50257
 #define PAD 50304
 #define ROUNDS 15
 #define CALLS 4
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int by_value(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static long hook_calls = 0;
 

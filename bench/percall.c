@@ -4,11 +4,11 @@
  * alike. Prints each one's median and best ns per call over the rounds.
  *
  *     make bench-percall                    # 1x10, 64x10 and 4096x10
- *     /tmp/xent_percall [rows classes calls-per-round]
+ *     target/xent_percall [rows classes calls-per-round]
  *
  * Built by `make bench-percall` as
  *     gcc -O2 -std=c11 -I include bench/percall.c target/release/libxent.a \
- *         -Wl,--gc-sections -lpthread -lm -ldl -o /tmp/xent_percall
+ *         -Wl,--gc-sections -lpthread -lm -ldl -o target/xent_percall
  * (31 rounds; calls per round default to about 10 ms of work). */
 #define _POSIX_C_SOURCE 199309L
 #include <math.h>
@@ -17,36 +17,12 @@
 #include <time.h>
 
 #include "xent.h"
+#include "timing.h"
 
 #define ROUNDS 31
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int by_value(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* The plain loop: mean loss, gradient (softmax − one-hot) / rows. */
-static float plain(const float *z, size_t rows, size_t cols, const int32_t *y, float *g) {
-    double total = 0.0;
-    for (size_t i = 0; i < rows; i++) {
-        const float *r = z + i * cols;
-        float m = r[0];
-        for (size_t j = 1; j < cols; j++) m = r[j] > m ? r[j] : m;
-        float s = 0.0f;
-        for (size_t j = 0; j < cols; j++) s += expf(r[j] - m);
-        float lse = m + logf(s);
-        total += lse - r[y[i]];
-        for (size_t j = 0; j < cols; j++) g[i * cols + j] = expf(r[j] - lse) / (float)rows;
-        g[i * cols + (size_t)y[i]] -= 1.0f / (float)rows;
-    }
-    return (float)(total / (double)rows);
-}
+/* The plain C loop compare.py times (forward and backward, mean). */
+#include "naive.c"
 
 int main(int argc, char **argv) {
     size_t rows = argc > 1 ? strtoul(argv[1], NULL, 10) : 1;
@@ -75,7 +51,7 @@ int main(int argc, char **argv) {
         }
         tx[r] = (now() - t) / (double)calls;
         t = now();
-        for (long k = 0; k < calls; k++) check += plain(z, rows, cols, y, g);
+        for (long k = 0; k < calls; k++) check += naive_forward_backward(z, rows, cols, y, g);
         tc[r] = (now() - t) / (double)calls;
     }
     qsort(tx, ROUNDS, sizeof *tx, by_value);

@@ -17,23 +17,13 @@
 #include <time.h>
 
 #include "xent.h"
+#include "timing.h"
 
 #define ROUNDS 31
 
 typedef XentStatus (*fused_fn)(const float *, size_t, size_t, size_t, const int32_t *, const XentOptions *, float *,
                                float *, int32_t *, float *, size_t);
 typedef XentOptions (*defaults_fn)(void);
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int by_value(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 int main(int argc, char **argv) {
     if (argc < 3) {

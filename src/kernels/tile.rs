@@ -85,7 +85,8 @@ pub(crate) fn tiles<S: Simd>(s: S, job: Tiles<'_>) {
     // One set of lanes for the block, updated in place tile by tile.
     let mut lanes = Lanes {
         label: [-1.0; LANES],
-        weight: [0.0; LANES],
+        // Unweighted: 1 for every row, once.
+        weight: [1.0; LANES],
         ce_scale: [same.0; LANES],
         z_scale: [same.1; LANES],
         z_loss,
@@ -95,25 +96,16 @@ pub(crate) fn tiles<S: Simd>(s: S, job: Tiles<'_>) {
     for k0 in (0..count).step_by(LANES) {
         let n = LANES.min(count - k0);
         let ys = &labels[k0..k0 + n];
-        if n < LANES {
-            // The last tile's lanes past its rows: ignored.
-            lanes.label[n..].fill(-1.0);
-            lanes.weight[n..].fill(0.0);
-        }
+        // The last tile's lanes past its rows are ignored rows. An ignored
+        // row's weight, scales and lse reach none of its outputs.
+        lanes.label[n..].fill(-1.0);
         // Branch-free where it can be (vectorized).
         for (l, &y) in lanes.label.iter_mut().zip(ys) {
             *l = if y != ignore_index { y as f32 } else { -1.0 };
         }
-        match weights {
-            None => {
-                for (w, &l) in lanes.weight.iter_mut().zip(&lanes.label) {
-                    *w = if l >= 0.0 { 1.0 } else { 0.0 };
-                }
-            }
-            Some(cw) => {
-                for (w, &y) in lanes.weight.iter_mut().zip(ys) {
-                    *w = if y != ignore_index { cw[y as usize] } else { 0.0 };
-                }
+        if let Some(cw) = weights {
+            for (w, &y) in lanes.weight.iter_mut().zip(ys) {
+                *w = if y != ignore_index { cw[y as usize] } else { 0.0 };
             }
         }
         if let Scales::PerRow(g, k) = scales {
@@ -191,7 +183,7 @@ struct Lanes {
     /// Each row's label as a float, −1 for an ignored row or a lane past
     /// the rows.
     label: [f32; LANES],
-    /// Each kept row's target-class weight (0 for an ignored row).
+    /// Each kept row's target-class weight (anything for an ignored row).
     weight: [f32; LANES],
     /// Each row's gradient scales of the cross-entropy and z-loss parts,
     /// and the z-loss coefficient.

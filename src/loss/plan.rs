@@ -169,8 +169,7 @@ fn check_labels(labels: &[i32], rows: usize, cols: usize, o: &Options<'_>) -> Re
         bad |= b != 0;
     }
     if bad {
-        let (i, &y) =
-            labels.iter().enumerate().find(|&(_, &y)| y != ignore && y as u32 >= limit).expect("a bad row");
+        let (i, &y) = labels.iter().enumerate().find(|&(_, &y)| y != ignore && y as u32 >= limit).expect("a bad row");
         return fail(ErrorKind::LabelOutOfRange, format_args!("label {y} at row {i} is outside [0, {cols})"));
     }
     let weight_sum = match o.class_weights {
