@@ -112,6 +112,8 @@ dispatch! {
     fn rows::log_slice(io: Io<'_>) -> ();
     /// A block of short rows, in tiles of 16 rows with one row per lane.
     fn tile::tiles(job: Tiles<'_>) -> ();
+    /// A block of at most 3 short rows, row by row (the same results).
+    fn tile::few_rows(job: Tiles<'_>) -> ();
 }
 
 /// Writes one gradient row of data already in the caches (nothing to prefetch).

@@ -73,6 +73,21 @@ pub(crate) enum Scales<'a> {
 /// Runs a block; see [`Tiles`].
 #[inline(always)]
 pub(crate) fn tiles<S: Simd>(s: S, job: Tiles<'_>) {
+    run_tiles::<S, false>(s, job);
+}
+
+/// [`tiles`] for a block of at most [`ROW_BY_ROW_MAX`] rows (a tiny call,
+/// or a matrix's last rows alone in a block): the same row-by-row code
+/// [`tiles`] runs for such a tile, compiled without the 16-lane columns,
+/// whose state a tiny call would otherwise pay to set up.
+#[inline(always)]
+pub(crate) fn few_rows<S: Simd>(s: S, job: Tiles<'_>) {
+    assert!(job.rows.rows <= ROW_BY_ROW_MAX, "at most {ROW_BY_ROW_MAX} rows");
+    run_tiles::<S, true>(s, job);
+}
+
+#[inline(always)]
+fn run_tiles<S: Simd, const FEW: bool>(s: S, job: Tiles<'_>) {
     let Tiles { rows, next, labels, ignore_index, weights, scales, z_loss, lse, accumulate, .. } = job;
     let Rows { src, src_stride: ss, mut dst, dst_stride: ds, rows: count, cols } = rows;
     let (mut loss, mut lse_out, mut argmax, mut sums) = (job.loss, job.lse_out, job.argmax, job.sums);
@@ -142,7 +157,11 @@ pub(crate) fn tiles<S: Simd>(s: S, job: Tiles<'_>) {
             scratch: &mut *job.scratch,
             ahead: [src_ahead, dst_ahead],
         };
-        tile(s, t, &mut out);
+        if FEW {
+            rows_one_by_one(s, t, &mut out)
+        } else {
+            tile(s, t, &mut out)
+        }
         // Lanes past the rows and ignored rows hold 0.
         if let Some([ce, z]) = sums.as_deref_mut() {
             for k in 0..LANES {

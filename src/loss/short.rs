@@ -62,7 +62,8 @@ impl Plan<'_> {
         };
         let mut sums = [[0.0f64; LANES]; 2];
         let backward = self.mode == Mode::Backward;
-        kernels::tiles(
+        let run = if count <= ROW_BY_ROW_MAX { kernels::few_rows } else { kernels::tiles };
+        run(
             self.isa,
             Tiles {
                 rows: Rows {
