@@ -57,6 +57,47 @@ fn lanes_from(d: usize) -> __m256i {
     unsafe { _mm256_loadu_si256(TABLE.as_ptr().add(start).cast()) }
 }
 
+/// `[e(0), e(1), …, e(7)]`, written out (a closure would not inherit the
+/// caller's target features, and the intrinsics could become calls).
+macro_rules! each8 {
+    (|$i:ident| $e:expr) => {
+        [
+            {
+                let $i = 0;
+                $e
+            },
+            {
+                let $i = 1;
+                $e
+            },
+            {
+                let $i = 2;
+                $e
+            },
+            {
+                let $i = 3;
+                $e
+            },
+            {
+                let $i = 4;
+                $e
+            },
+            {
+                let $i = 5;
+                $e
+            },
+            {
+                let $i = 6;
+                $e
+            },
+            {
+                let $i = 7;
+                $e
+            },
+        ]
+    };
+}
+
 macro_rules! both {
     ($f:ident, $a:expr, $b:expr) => {
         // SAFETY: an Avx2 token exists only when the CPU has AVX2 and FMA.
@@ -252,7 +293,7 @@ impl Simd for Avx2 {
                 // store writes lanes g..g+8 of a 16-lane column of `block`.
                 unsafe {
                     let p = src.as_ptr().add(g * stride + j0);
-                    let c = transpose8(core::array::from_fn(|i| _mm256_loadu_ps(p.add(i * stride))));
+                    let c = transpose8(each8!(|i| _mm256_loadu_ps(p.add(i * stride))));
                     for (col, v) in block.iter_mut().zip(c) {
                         _mm256_storeu_ps(col.as_mut_ptr().add(g), v);
                     }
@@ -282,7 +323,7 @@ impl Simd for Avx2 {
                 // j0..j0+8 within cols, all inside `dst` (checked above).
                 unsafe {
                     let p = dst.as_mut_ptr().add(g * stride + j0);
-                    let r = transpose8(core::array::from_fn(|i| _mm256_loadu_ps(block[i].as_ptr().add(g))));
+                    let r = transpose8(each8!(|i| _mm256_loadu_ps(block[i].as_ptr().add(g))));
                     for (i, v) in r.into_iter().enumerate() {
                         let q = p.add(i * stride);
                         let v = if add {
@@ -336,18 +377,28 @@ pub(crate) unsafe fn tree8(v: __m256, f: impl Fn(__m128, __m128) -> __m128) -> f
 /// The CPU must support AVX.
 #[inline(always)]
 unsafe fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+    // Macros, not closures: a closure would not inherit the caller's target
+    // features, and the intrinsics could become calls.
+    macro_rules! t {
+        ($a:expr, $b:expr) => {
+            (_mm256_unpacklo_ps($a, $b), _mm256_unpackhi_ps($a, $b))
+        };
+    }
+    macro_rules! u {
+        ($a:expr, $b:expr) => {
+            (_mm256_shuffle_ps::<0x44>($a, $b), _mm256_shuffle_ps::<0xEE>($a, $b))
+        };
+    }
     // SAFETY: the caller guarantees AVX.
     unsafe {
-        let t = |a, b| (_mm256_unpacklo_ps(a, b), _mm256_unpackhi_ps(a, b));
-        let (t0, t1) = t(r[0], r[1]);
-        let (t2, t3) = t(r[2], r[3]);
-        let (t4, t5) = t(r[4], r[5]);
-        let (t6, t7) = t(r[6], r[7]);
-        let u = |a, b| (_mm256_shuffle_ps::<0x44>(a, b), _mm256_shuffle_ps::<0xEE>(a, b));
-        let (u0, u1) = u(t0, t2);
-        let (u2, u3) = u(t1, t3);
-        let (u4, u5) = u(t4, t6);
-        let (u6, u7) = u(t5, t7);
+        let (t0, t1) = t!(r[0], r[1]);
+        let (t2, t3) = t!(r[2], r[3]);
+        let (t4, t5) = t!(r[4], r[5]);
+        let (t6, t7) = t!(r[6], r[7]);
+        let (u0, u1) = u!(t0, t2);
+        let (u2, u3) = u!(t1, t3);
+        let (u4, u5) = u!(t4, t6);
+        let (u6, u7) = u!(t5, t7);
         [
             _mm256_permute2f128_ps::<0x20>(u0, u4),
             _mm256_permute2f128_ps::<0x20>(u1, u5),
