@@ -66,7 +66,9 @@ impl<'a> Coef<'a> {
     }
 }
 
-const IOTA: [f32; LANES] = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0];
+/// Each lane's index.
+pub(crate) const IOTA: [f32; LANES] =
+    [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0];
 const FLUSH_CHUNKS: u32 = 64;
 
 #[inline(always)]
@@ -74,8 +76,9 @@ fn lanes_below<S: Simd>(s: S, n: usize) -> S::M {
     s.lt(s.load(&IOTA), s.splat(n as f32))
 }
 
+/// `v[off..off + n]` (`n ≤ 16`) as lanes, 0 past them.
 #[inline(always)]
-fn load_at<S: Simd>(s: S, v: &[f32], off: usize, n: usize) -> S::V {
+pub(crate) fn load_at<S: Simd>(s: S, v: &[f32], off: usize, n: usize) -> S::V {
     if n == LANES {
         s.load(v[off..off + LANES].try_into().expect("16 lanes"))
     } else {

@@ -6,7 +6,7 @@
 //! gradient columns are transposed back into rows.
 
 use super::math::{exp, exp_nonpositive, log};
-use super::rows::{Ahead, prefetch_at};
+use super::rows::{Ahead, IOTA, load_at, prefetch_at};
 use super::simd::{LANES, Simd};
 
 /// Consecutive rows of a matrix: a block of the short path, or a tile.
@@ -408,7 +408,7 @@ fn rows_one_by_one<S: Simd>(s: S, t: Tile<'_>, out: &mut TileOut) {
         let e = &mut flat[k * cols..(k + 1) * cols];
         let sh = s.splat(shift[k]);
         for (x, y) in z.chunks(LANES).zip(e.chunks_mut(LANES)) {
-            let v = s.sub(load_any(s, x), sh);
+            let v = s.sub(load_at(s, x, 0, x.len()), sh);
             let v = if t.lanes.lse.is_some() { exp(s, v) } else { exp_nonpositive(s, v) };
             store_any(s, y, v);
         }
@@ -417,26 +417,16 @@ fn rows_one_by_one<S: Simd>(s: S, t: Tile<'_>, out: &mut TileOut) {
     let stats = (s.load(&max), s.load(&zy), s.load(&sum));
     let Some(g) = finish(s, t.lanes, dst.is_some(), stats, out) else { return };
     let Some(d) = dst else { return };
-    const IOTA: [f32; LANES] = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0];
     for k in 0..n {
         let (gk, label) = (g.lane(s, k), s.splat(t.lanes.label[k]));
         let e = &flat[k * cols..(k + 1) * cols];
         let d = &mut d[k * dst_stride..][..cols];
         for (c, (x, y)) in e.chunks(LANES).zip(d.chunks_mut(LANES)).enumerate() {
             let j = s.add(s.load(&IOTA), s.splat((c * LANES) as f32));
-            let v = gk.at(s, label, j, load_any(s, x));
-            let v = if t.lanes.accumulate { s.add(load_any(s, y), v) } else { v };
+            let v = gk.at(s, label, j, load_at(s, x, 0, x.len()));
+            let v = if t.lanes.accumulate { s.add(load_at(s, y, 0, y.len()), v) } else { v };
             store_any(s, y, v);
         }
-    }
-}
-
-/// Up to 16 values as lanes (0 past them).
-#[inline(always)]
-fn load_any<S: Simd>(s: S, x: &[f32]) -> S::V {
-    match x.try_into() {
-        Ok(full) => s.load(full),
-        Err(_) => s.load_tail(x, 0.0),
     }
 }
 

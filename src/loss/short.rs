@@ -27,15 +27,16 @@ impl Plan<'_> {
     /// Runs a block on the short path and returns its (cross-entropy,
     /// z-loss) sums; per-row outputs are written as the tiles finish.
     pub(super) fn short_block(&self, layout: &Layout, want_argmax: bool, b: &mut Block<'_>) -> (f64, f64) {
-        // The scratch is zeroed once per block: only as wide as the rows
-        // (or, for a block computed row by row, as all of its values).
-        let need = if b.rows <= ROW_BY_ROW_MAX { (b.rows * self.cols).div_ceil(LANES) } else { self.cols };
+        // A block of a few rows runs row by row. The scratch is zeroed once
+        // per block: only as wide as the rows (row by row, as all of its values).
+        let few = b.rows <= ROW_BY_ROW_MAX;
+        let need = if few { (b.rows * self.cols).div_ceil(LANES) } else { self.cols };
         match need {
-            c if c <= 2 => self.short_tiles(layout, want_argmax, b, &mut [[0.0; LANES]; 2]),
-            c if c <= 16 => self.short_tiles(layout, want_argmax, b, &mut [[0.0; LANES]; 16]),
-            c if c <= 32 => self.short_tiles(layout, want_argmax, b, &mut [[0.0; LANES]; 32]),
-            c if c <= 64 => self.short_tiles(layout, want_argmax, b, &mut [[0.0; LANES]; 64]),
-            _ => self.short_tiles(layout, want_argmax, b, &mut [[0.0; LANES]; TILE_MAX_COLS]),
+            c if c <= 2 => self.short_tiles(layout, want_argmax, few, b, &mut [[0.0; LANES]; 2]),
+            c if c <= 16 => self.short_tiles(layout, want_argmax, few, b, &mut [[0.0; LANES]; 16]),
+            c if c <= 32 => self.short_tiles(layout, want_argmax, few, b, &mut [[0.0; LANES]; 32]),
+            c if c <= 64 => self.short_tiles(layout, want_argmax, few, b, &mut [[0.0; LANES]; 64]),
+            _ => self.short_tiles(layout, want_argmax, few, b, &mut [[0.0; LANES]; TILE_MAX_COLS]),
         }
     }
 
@@ -43,6 +44,7 @@ impl Plan<'_> {
         &self,
         layout: &Layout,
         want_argmax: bool,
+        few: bool,
         b: &mut Block<'_>,
         scratch: &mut [[f32; LANES]],
     ) -> (f64, f64) {
@@ -62,7 +64,7 @@ impl Plan<'_> {
         };
         let mut sums = [[0.0f64; LANES]; 2];
         let backward = self.mode == Mode::Backward;
-        let run = if count <= ROW_BY_ROW_MAX { kernels::few_rows } else { kernels::tiles };
+        let run = if few { kernels::few_rows } else { kernels::tiles };
         run(
             self.isa,
             Tiles {
